@@ -1,0 +1,188 @@
+"""Reference recurrent models of lessons 01 and 02 (the exercises' solutions, and the fallback
+for a learner who has not finished them).
+
+Every sequence-to-sequence model in the course keeps one contract, so that one training loop
+and one evaluation serve them all:
+
+* ``model(src (B, S), src_lengths (B,), tgt (B, T)) -> logits (B, T, V)``: the scores of each
+  target token given the source and the *previous* target tokens (teacher forcing);
+* ``model.generate(src, src_lengths, max_len) -> ids (B, L)``, L <= max_len: greedy decoding,
+  ``EOS`` kept, ``PAD`` after it.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from utils.data import EOS, PAD, SOS
+
+
+# ----------------------------------------------------------------- lesson 01: the bottleneck
+class Encoder(nn.Module):
+    """Embed the source and run an LSTM over it.
+
+    forward(src (B, S), src_lengths (B,)) -> (outputs (B, S, H), (h, c) each (1, B, H)),
+    where (h, c) is the state after each sequence's *last real token*, not after the padding.
+    """
+
+    def __init__(self, vocab_size: int, emb_dim: int, hidden_dim: int):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, emb_dim, padding_idx=PAD)
+        self.lstm = nn.LSTM(emb_dim, hidden_dim, batch_first=True)
+
+    def forward(self, src, src_lengths):
+        x = self.embedding(src)  # (B, S, E)
+        # Packing makes the LSTM stop at each sequence's own length, so (h, c) is not
+        # polluted by the padding steps of the shorter sequences.
+        packed = pack_padded_sequence(x, src_lengths.cpu(), batch_first=True, enforce_sorted=False)
+        packed_outputs, (h, c) = self.lstm(packed)  # h, c: (1, B, H)
+        outputs, _ = pad_packed_sequence(packed_outputs, batch_first=True, total_length=src.shape[1])
+        return outputs, (h, c)  # (B, S, H), ((1, B, H), (1, B, H))
+
+
+def shift_right(tgt, sos: int = SOS):
+    """Teacher forcing: the decoder's input at step t is the gold token t-1, and ``sos`` at t=0.
+
+    tgt (B, T) -> decoder input (B, T)
+    """
+    start = torch.full_like(tgt[:, :1], sos)  # (B, 1)
+    return torch.cat([start, tgt[:, :-1]], dim=1)  # (B, T): drop the last token, keep the length
+
+
+class Decoder(nn.Module):
+    """An LSTM language model over the target, started from the encoder's final state.
+
+    forward(inputs (B, T), state ((1, B, H), (1, B, H))) -> (logits (B, T, V), new state)
+    """
+
+    def __init__(self, vocab_size: int, emb_dim: int, hidden_dim: int):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, emb_dim, padding_idx=PAD)
+        self.lstm = nn.LSTM(emb_dim, hidden_dim, batch_first=True)
+        self.out = nn.Linear(hidden_dim, vocab_size)
+
+    def forward(self, inputs, state):
+        x = self.embedding(inputs)  # (B, T, E)
+        outputs, state = self.lstm(x, state)  # (B, T, H): the state v is the decoder's only view of the source
+        return self.out(outputs), state  # logits (B, T, V), not probabilities
+
+
+@torch.no_grad()
+def greedy_decode(model, src, src_lengths, max_len: int):
+    """Generate with ``model.encoder`` and ``model.decoder``, one token at a time, always the most likely.
+
+    src (B, S), src_lengths (B,) -> ids (B, L), L <= max_len; each row ends with ``EOS``
+    (unless it ran out of steps) and has ``PAD`` after it.
+    """
+    _, state = model.encoder(src, src_lengths)
+    token = torch.full((src.shape[0], 1), SOS, dtype=torch.long, device=src.device)  # (B, 1)
+    finished = torch.zeros(src.shape[0], dtype=torch.bool, device=src.device)
+    out = []
+    for _ in range(max_len):
+        logits, state = model.decoder(token, state)  # (B, 1, V): feed back our own last guess
+        token = logits.argmax(dim=-1)  # (B, 1)
+        out.append(torch.where(finished[:, None], PAD, token))  # nothing after EOS
+        finished |= token[:, 0] == EOS
+        if finished.all():
+            break
+    return torch.cat(out, dim=1)  # (B, L)
+
+
+class BottleneckSeq2Seq(nn.Module):
+    """Lesson 01's model: the decoder sees the source only through the encoder's final state ``v``."""
+
+    def __init__(self, vocab_size: int, emb_dim: int = 32, hidden_dim: int = 64):
+        super().__init__()
+        self.encoder = Encoder(vocab_size, emb_dim, hidden_dim)
+        self.decoder = Decoder(vocab_size, emb_dim, hidden_dim)
+
+    def forward(self, src, src_lengths, tgt):
+        _, v = self.encoder(src, src_lengths)  # v = (h, c): the fixed-size context vector
+        logits, _ = self.decoder(shift_right(tgt), v)
+        return logits  # (B, T, V)
+
+    def generate(self, src, src_lengths, max_len: int):
+        return greedy_decode(self, src, src_lengths, max_len)
+
+
+# ----------------------------------------------------------------- lesson 02: additive attention
+class AdditiveAttention(nn.Module):
+    """Bahdanau attention: e_j = w_v^T tanh(W_q s + W_k h_j), alpha = softmax_j(e), c = sum_j alpha_j h_j.
+
+    forward(query (B, Dq), keys (B, S, Dk), mask (B, S) bool, True = may attend)
+        -> (context (B, Dk), weights (B, S))
+    """
+
+    def __init__(self, query_dim: int, key_dim: int, attn_dim: int):
+        super().__init__()
+        self.W_q = nn.Linear(query_dim, attn_dim, bias=False)
+        self.W_k = nn.Linear(key_dim, attn_dim, bias=False)
+        self.w_v = nn.Linear(attn_dim, 1, bias=False)
+
+    def forward(self, query, keys, mask=None):
+        # The query is one vector per example; unsqueeze broadcasts it over all S positions.
+        scores = self.w_v(torch.tanh(self.W_q(query)[:, None, :] + self.W_k(keys))).squeeze(-1)  # e: (B, S)
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))  # padding gets weight exactly 0
+        weights = torch.softmax(scores, dim=-1)  # alpha: (B, S), each row sums to 1 over the positions
+        context = torch.bmm(weights[:, None, :], keys).squeeze(1)  # c = sum_j alpha_j h_j: (B, Dk)
+        return context, weights
+
+
+class AttentionSeq2Seq(nn.Module):
+    """Lesson 02's model: lesson 01's encoder, and a decoder that attends to every encoder state.
+
+    At step i: c_i = attention(s_{i-1}, h_1..h_S); s_i = LSTMCell([emb(y_{i-1}); c_i], s_{i-1});
+    logits_i = W_out [s_i; c_i].
+    """
+
+    def __init__(self, vocab_size: int, emb_dim: int = 32, hidden_dim: int = 64, attn_dim: int = 64):
+        super().__init__()
+        self.encoder = Encoder(vocab_size, emb_dim, hidden_dim)
+        self.embedding = nn.Embedding(vocab_size, emb_dim, padding_idx=PAD)
+        self.attention = AdditiveAttention(hidden_dim, hidden_dim, attn_dim)
+        self.cell = nn.LSTMCell(emb_dim + hidden_dim, hidden_dim)
+        self.out = nn.Linear(2 * hidden_dim, vocab_size)
+
+    def step(self, token, state, enc_outputs, mask):
+        """One decoder step. token (B,), state ((B, H), (B, H)), enc_outputs (B, S, H), mask (B, S)
+        -> (logits (B, V), new state, weights (B, S))."""
+        context, weights = self.attention(state[0], enc_outputs, mask)  # query = s_{i-1}
+        h, c = self.cell(torch.cat([self.embedding(token), context], dim=-1), state)
+        return self.out(torch.cat([h, context], dim=-1)), (h, c), weights
+
+    def _start(self, src, src_lengths):
+        enc_outputs, (h, c) = self.encoder(src, src_lengths)
+        mask = torch.arange(src.shape[1], device=src.device)[None, :] < src_lengths[:, None].to(src.device)
+        return enc_outputs, mask, (h[0], c[0])
+
+    def forward(self, src, src_lengths, tgt, return_attention: bool = False):
+        enc_outputs, mask, state = self._start(src, src_lengths)
+        inputs = shift_right(tgt)
+        logits, alphas = [], []
+        for i in range(tgt.shape[1]):
+            step_logits, state, weights = self.step(inputs[:, i], state, enc_outputs, mask)
+            logits.append(step_logits)
+            alphas.append(weights)
+        logits = torch.stack(logits, dim=1)  # (B, T, V)
+        return (logits, torch.stack(alphas, dim=1)) if return_attention else logits
+
+    @torch.no_grad()
+    def generate(self, src, src_lengths, max_len: int, return_attention: bool = False):
+        enc_outputs, mask, state = self._start(src, src_lengths)
+        token = torch.full((src.shape[0],), SOS, dtype=torch.long, device=src.device)
+        finished = torch.zeros_like(token, dtype=torch.bool)
+        out, alphas = [], []
+        for _ in range(max_len):
+            logits, state, weights = self.step(token, state, enc_outputs, mask)
+            token = logits.argmax(dim=-1)  # (B,)
+            out.append(torch.where(finished, PAD, token))
+            alphas.append(weights)
+            finished |= token == EOS
+            if finished.all():
+                break
+        ids = torch.stack(out, dim=1)  # (B, L)
+        return (ids, torch.stack(alphas, dim=1)) if return_attention else ids  # weights (B, L, S)
+
