@@ -9,8 +9,10 @@ Conventions, the same everywhere in the course:
   ``(..., Lq, Lk)``. ``torch.nn.MultiheadAttention`` and ``torch.nn.Transformer*`` use the
   *opposite* convention (``True`` = masked out): convert with ``~mask``;
 * masked scores are set to ``-inf`` before the softmax, as in the paper, so a masked key gets a
-  weight of exactly 0 (many implementations use a large negative number such as ``-1e9``
-  instead, which leaves a tiny non-zero weight);
+  weight of exactly 0. Many implementations use a large negative number such as ``-1e9``
+  instead: the weights are the same (exp underflows to 0), except in a fully masked row, where
+  ``-1e9`` spreads the weight uniformly over the masked keys and a plain softmax over ``-inf``
+  gives NaN (0/0);
 * a query whose keys are *all* masked gets all-zero weights and a zero output, never NaN (see
   :func:`scaled_dot_product_attention`).
 """
@@ -30,9 +32,9 @@ def scaled_dot_product_attention(q, k, v, mask=None):
     True = may attend -> (output (..., Lq, d_v), weights (..., Lq, Lk)).
 
     A fully masked row (a query with no allowed key) gets all-zero weights and therefore a zero
-    output, instead of the NaN that softmax over a row of -inf gives (0/0). PyTorch >= 2.5's
-    ``F.scaled_dot_product_attention`` also returns zeros there; older versions, and
-    ``nn.MultiheadAttention``, return NaN.
+    output, instead of the NaN that softmax over a row of -inf gives (0/0). Recent PyTorch's
+    ``F.scaled_dot_product_attention`` (2.5 and later) also returns zeros there; older versions
+    return NaN, and so does ``nn.MultiheadAttention`` (checked with 2.13).
     """
     d_k = q.shape[-1]
     # Dividing by sqrt(d_k) keeps the scores' variance near 1 whatever d_k is, so the softmax
