@@ -329,7 +329,7 @@ big = BottleneckSeq2Seq(len(task.vocab), emb_dim=32, hidden_dim=2 * HIDDEN)
 train(big, task, steps=STEPS, batch_size=BATCH, lr=3e-3, desc=f"bottleneck LSTM, hidden {2 * HIDDEN}")
 results[f"LSTM, v = 2 x {2 * HIDDEN}"] = accuracy_by_length(big, task, EVAL_LENGTHS)
 print_accuracy_table(results)
-plot_accuracy_by_length(results, title="A bigger v moves the cliff; it does not remove it");
+_ = plot_accuracy_by_length(results, title="A bigger v moves the cliff; it does not remove it")
 
 # %%
 big_acc = results[f"LSTM, v = 2 x {2 * HIDDEN}"]

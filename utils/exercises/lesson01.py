@@ -21,6 +21,13 @@ def _source_batch(B: int, S: int, V: int, seed: int):
     return src.masked_fill(torch.arange(S) >= lengths[:, None], PAD), lengths
 
 
+def _expect_batch_first(module, what):
+    lstm = getattr(module, "lstm", None)
+    expect(not isinstance(lstm, torch.nn.LSTM) or lstm.batch_first,
+           f"Your {what}'s LSTM reads (S, B, E) by default; the course's batches are batch first: "
+           "create it with `nn.LSTM(..., batch_first=True)`.")
+
+
 @exercise("01.1", "the encoder and its final state", reference=rnn.Encoder, difficulty=2, minutes=15, hints=[
     "Two layers: `nn.Embedding(vocab_size, emb_dim, padding_idx=PAD)` and `nn.LSTM(emb_dim, hidden_dim, batch_first=True)`. "
     "The LSTM returns `outputs, (h, c)`.",
@@ -36,6 +43,7 @@ def check_encoder(Candidate):
         ref = rnn.Encoder(V, E, H)
         cand = instantiate(Candidate, V, E, H)
         copy_weights(ref, cand, "Your Encoder")
+        _expect_batch_first(cand, "Encoder")
         src, lengths = _source_batch(B, S, V, seed)
         out = cand(src, lengths)
         expect(isinstance(out, tuple) and len(out) == 2,
@@ -108,6 +116,7 @@ def check_decoder(Candidate):
         ref = rnn.Decoder(V, E, H)
         cand = instantiate(Candidate, V, E, H)
         copy_weights(ref, cand, "Your Decoder")
+        _expect_batch_first(cand, "Decoder")
         inputs = torch.randint(3, V, (B, T))
         state = (torch.randn(1, B, H), torch.randn(1, B, H))
         out = cand(inputs, state)
@@ -160,11 +169,13 @@ def _decode_mutants(model, src, lengths, max_len):
 ])
 def check_greedy_decode(candidate):
     callable_candidate(candidate, "greedy_decode")
-    for V, B, S, max_len, seed in [(12, 6, 5, 8, 0), (10, 4, 3, 6, 3), (15, 1, 4, 5, 5)]:
+    for V, B, S, max_len, seed in [(12, 6, 5, 8, 0), (10, 4, 3, 6, 3), (15, 3, 4, 5, 5)]:
         torch.manual_seed(seed)
         model = rnn.BottleneckSeq2Seq(V, 8, 16).eval()
-        with torch.no_grad():  # make EOS a likely answer, so that rows finish at different steps
-            model.decoder.out.bias[EOS] += 0.3
+        with torch.no_grad():
+            for p in model.parameters():  # larger weights: outputs that depend strongly on token and state
+                p.mul_(3)
+            model.decoder.out.bias[EOS] += 1.0  # make EOS likely, so that rows finish at different steps
         src, lengths = _source_batch(B, S, V, seed)
         with torch.no_grad():
             got = candidate(model, src, lengths, max_len)
