@@ -12,6 +12,15 @@ indentation, and every output is cleared. Usage, from the repository root::
 
     python -m tools.make_exercises           # regenerate notebooks/
     python -m tools.make_exercises --check   # exit 1 if notebooks/ is out of date
+    python -m tools.make_exercises --nbgrader-source DIR   # solution notebooks with nbgrader metadata
+
+The generated cells also carry nbgrader's cell metadata, so that the exercise cells of a learner's
+notebook can be found by a grader (``python -m utils.grade``) and by nbgrader itself: a cell with a
+solution region is an "autograded answer" cell whose ``grade_id`` is ``exNN_k``, named after the
+exercise ``NN.k`` of the first ``utils.check("NN.k", ...)`` call after it, and a check cell is a
+read-only cell ``checkNN_k``. The solution notebooks themselves carry no such metadata (their
+text files stay clean); ``--nbgrader-source`` writes copies of them with it, for nbgrader's
+``generate_assignment``.
 """
 from __future__ import annotations
 
@@ -44,9 +53,43 @@ def has_solution(source: str) -> bool:
     return BEGIN in source
 
 
+CHECK_CALL = re.compile(r"""\butils\.check\(\s*["'](\d\d\.\d+)["']""")
+
+
+def add_nbgrader_metadata(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Mark solution cells and check cells with nbgrader's cell metadata (schema 3), in place.
+
+    A solution cell takes the id of the first check call after it (``ex01_1`` for ``"01.1"``;
+    nbgrader's ids allow letters, digits, ``_`` and ``-`` only); a second solution cell of the same
+    exercise gets ``ex01_1_2``. Ids are unique within the notebook, as nbgrader requires.
+    """
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    used: set = set()
+
+    def unique(base):
+        name, n = base, 1
+        while name in used:
+            n += 1
+            name = f"{base}_{n}"
+        used.add(name)
+        return name
+
+    for i, cell in enumerate(code):
+        checks = CHECK_CALL.findall(cell.source)
+        if has_solution(cell.source):
+            following = next((CHECK_CALL.findall(c.source)[0] for c in code[i + 1:] if CHECK_CALL.search(c.source)), None)
+            grade_id = unique("ex" + following.replace(".", "_") if following else f"answer_{i}")
+            cell.metadata["nbgrader"] = {"grade": False, "grade_id": grade_id, "locked": False,
+                                         "schema_version": 3, "solution": True, "task": False}
+        elif checks:
+            cell.metadata["nbgrader"] = {"grade": False, "grade_id": unique("check" + checks[0].replace(".", "_")),
+                                         "locked": True, "schema_version": 3, "solution": False, "task": False}
+    return nb
+
+
 def exercise_notebook(solution_nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """The exercise version of a solution notebook: skeletons instead of solutions, no outputs."""
-    nb = copy.deepcopy(solution_nb)
+    nb = add_nbgrader_metadata(copy.deepcopy(solution_nb))
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.source = strip_solutions(cell.source)
@@ -63,7 +106,17 @@ def render(nb) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only report whether notebooks/ is up to date")
+    parser.add_argument("--nbgrader-source", metavar="DIR", type=Path,
+                        help="write the solution notebooks, with nbgrader metadata, to DIR/NN_name/NN_name.ipynb")
     args = parser.parse_args(argv)
+    if args.nbgrader_source:
+        for path in sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb")):
+            nb = add_nbgrader_metadata(nbformat.read(path, as_version=4))
+            target = args.nbgrader_source / path.stem / path.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(render(nb))
+            print(f"wrote {target}")
+        return 0
     stale = []
     for path in sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb")):
         target = ROOT / "notebooks" / path.name
