@@ -36,6 +36,7 @@ def plot_accuracy_by_length(results: dict, *, metric: str = "token", title: str 
         ax.plot(lengths, [100 * res[n][metric] for n in lengths], marker=markers[i % len(markers)], label=name)
     if trained_max is not None:
         ax.axvline(trained_max, color="grey", linestyle=":", label="longest training length")
+    ax.set_xticks(sorted({n for res in results.values() for n in res}))
     label = {"token": "token accuracy (%)", "exact": "exact match (%)"}[metric]
     ax.set(xlabel="input length (symbols)", ylabel=label, title=title, ylim=(0, 102))
     ax.legend()

@@ -28,7 +28,8 @@ def highlight_errors(pred_tokens, target_tokens) -> str:
 def prediction_explorer(model, task, lengths, *, n_examples: int = 20, seed: int = 7):
     """Choose an input length and an example; see input, target and the model's output, errors highlighted.
 
-    Returns ``(widget, render)``; ``render(length, example) -> (html, n_errors)``.
+    Returns ``(widget, render)``; ``render(length, example) -> (html, n_errors)``, where
+    ``n_errors`` counts the target positions the output gets wrong plus any extra tokens.
     """
     cache = {}
 
@@ -47,12 +48,13 @@ def prediction_explorer(model, task, lengths, *, n_examples: int = 20, seed: int
         src = task.vocab.decode(batch.src[example])
         tgt = task.vocab.decode(batch.tgt[example])
         out = task.vocab.decode(pred[example])
-        errors = sum(1 for i in range(max(len(out), len(tgt))) if i >= len(out) or i >= len(tgt) or out[i] != tgt[i])
+        wrong = sum(1 for i in range(len(tgt)) if i >= len(out) or out[i] != tgt[i])
+        extra = max(0, len(out) - len(tgt))
+        summary = f"{wrong} of {len(tgt)} positions wrong" + (f", {extra} extra token{'s' if extra != 1 else ''}" if extra else "")
         text = (f"<pre style='font-size:14px;line-height:1.6'>input  : {html.escape(' '.join(src))}\n"
                 f"target : {html.escape(' '.join(tgt))}\n"
-                f"output : {highlight_errors(out, tgt)}</pre>"
-                f"<p>{errors} wrong position{'s' if errors != 1 else ''} out of {len(tgt)}</p>")
-        return text, errors
+                f"output : {highlight_errors(out, tgt)}</pre><p>{summary}</p>")
+        return text, wrong + extra
 
     def show(length, example):
         display(HTML(render(length, example)[0]))
