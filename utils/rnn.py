@@ -111,8 +111,11 @@ class BottleneckSeq2Seq(nn.Module):
 class AdditiveAttention(nn.Module):
     """Bahdanau attention: e_j = w_v^T tanh(W_q s + W_k h_j), alpha = softmax_j(e), c = sum_j alpha_j h_j.
 
-    forward(query (B, Dq), keys (B, S, Dk), mask (B, S) bool, True = may attend)
+    forward(query (B, Dq), keys (B, S, Dk), mask=None (B, S) bool, True = may attend,
+            projected_keys=None (B, S, A), W_k(keys) if the caller computed it already)
         -> (context (B, Dk), weights (B, S))
+
+    A row whose keys are all masked gets zero weights and a zero context, never NaN.
     """
 
     def __init__(self, query_dim: int, key_dim: int, attn_dim: int):
@@ -121,68 +124,96 @@ class AdditiveAttention(nn.Module):
         self.W_k = nn.Linear(key_dim, attn_dim, bias=False)
         self.w_v = nn.Linear(attn_dim, 1, bias=False)
 
-    def forward(self, query, keys, mask=None):
-        # The query is one vector per example; unsqueeze broadcasts it over all S positions.
-        scores = self.w_v(torch.tanh(self.W_q(query)[:, None, :] + self.W_k(keys))).squeeze(-1)  # e: (B, S)
+    def forward(self, query, keys, mask=None, projected_keys=None):
+        if projected_keys is None:
+            projected_keys = self.W_k(keys)  # (B, S, A); it does not depend on the query
+        # W_q s is one vector per example: [:, None, :] broadcasts it over all S positions.
+        scores = self.w_v(torch.tanh(self.W_q(query)[:, None, :] + projected_keys)).squeeze(-1)  # e: (B, S)
         if mask is not None:
-            scores = scores.masked_fill(~mask, float("-inf"))  # padding gets weight exactly 0
+            scores = scores.masked_fill(~mask, float("-inf"))  # exp(-inf) = 0: padding gets no weight
         weights = torch.softmax(scores, dim=-1)  # alpha: (B, S), each row sums to 1 over the positions
+        if mask is not None:
+            weights = torch.where(mask.any(dim=-1, keepdim=True), weights, 0.0)  # all masked: 0, not NaN
         context = torch.bmm(weights[:, None, :], keys).squeeze(1)  # c = sum_j alpha_j h_j: (B, Dk)
         return context, weights
+
+
+class AttentionDecoder(nn.Module):
+    """One decoder step with additive attention; the query is the previous decoder state s_{i-1}.
+
+    forward(token (B,), state ((B, H), (B, H)), enc_outputs (B, S, H), mask (B, S), projected_keys=None (B, S, A))
+        -> (logits (B, V), new state ((B, H), (B, H)), weights (B, S))
+    """
+
+    def __init__(self, vocab_size: int, emb_dim: int, hidden_dim: int, attn_dim: int):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, emb_dim, padding_idx=PAD)
+        self.attention = AdditiveAttention(hidden_dim, hidden_dim, attn_dim)
+        self.cell = nn.LSTMCell(emb_dim + hidden_dim, hidden_dim)
+        self.out = nn.Linear(2 * hidden_dim, vocab_size)
+
+    def forward(self, token, state, enc_outputs, mask, projected_keys=None):
+        s_prev = state[0]  # (B, H): the hidden state, not the LSTM's cell state
+        context, weights = self.attention(s_prev, enc_outputs, mask, projected_keys)  # c_i (B, H), alpha_i (B, S)
+        s, cell = self.cell(torch.cat([self.embedding(token), context], dim=-1), state)  # s_i from [emb(y_{i-1}); c_i]
+        logits = self.out(torch.cat([s, context], dim=-1))  # (B, V): from [s_i; c_i]
+        return logits, (s, cell), weights
+
+
+def luong_score(query, keys, W=None):
+    """Luong et al. (2015) multiplicative alignment scores, no softmax and no scaling.
+
+    query (B, Dq), keys (B, S, Dk), W None or (Dq, Dk) -> scores (B, S):
+    "dot" e_j = s^T h_j when W is None (needs Dq == Dk), "general" e_j = s^T W h_j.
+    """
+    if W is not None:
+        query = query @ W  # (B, Dk): s^T W, computed once for all positions
+    return torch.bmm(keys, query[:, :, None]).squeeze(-1)  # (B, S): e_j = h_j . query
 
 
 class AttentionSeq2Seq(nn.Module):
     """Lesson 02's model: lesson 01's encoder, and a decoder that attends to every encoder state.
 
     At step i: c_i = attention(s_{i-1}, h_1..h_S); s_i = LSTMCell([emb(y_{i-1}); c_i], s_{i-1});
-    logits_i = W_out [s_i; c_i].
+    logits_i = W_out [s_i; c_i]. The decoder starts from the encoder's final state, as in lesson 01.
     """
 
     def __init__(self, vocab_size: int, emb_dim: int = 32, hidden_dim: int = 64, attn_dim: int = 64):
         super().__init__()
         self.encoder = Encoder(vocab_size, emb_dim, hidden_dim)
-        self.embedding = nn.Embedding(vocab_size, emb_dim, padding_idx=PAD)
-        self.attention = AdditiveAttention(hidden_dim, hidden_dim, attn_dim)
-        self.cell = nn.LSTMCell(emb_dim + hidden_dim, hidden_dim)
-        self.out = nn.Linear(2 * hidden_dim, vocab_size)
-
-    def step(self, token, state, enc_outputs, mask):
-        """One decoder step. token (B,), state ((B, H), (B, H)), enc_outputs (B, S, H), mask (B, S)
-        -> (logits (B, V), new state, weights (B, S))."""
-        context, weights = self.attention(state[0], enc_outputs, mask)  # query = s_{i-1}
-        h, c = self.cell(torch.cat([self.embedding(token), context], dim=-1), state)
-        return self.out(torch.cat([h, context], dim=-1)), (h, c), weights
+        self.decoder = AttentionDecoder(vocab_size, emb_dim, hidden_dim, attn_dim)
 
     def _start(self, src, src_lengths):
-        enc_outputs, (h, c) = self.encoder(src, src_lengths)
-        mask = torch.arange(src.shape[1], device=src.device)[None, :] < src_lengths[:, None].to(src.device)
-        return enc_outputs, mask, (h[0], c[0])
+        enc_outputs, (h, c) = self.encoder(src, src_lengths)  # (B, S, H)
+        mask = torch.arange(src.shape[1], device=src.device)[None, :] < src_lengths[:, None].to(src.device)  # (B, S)
+        projected_keys = self.decoder.attention.W_k(enc_outputs)  # (B, S, A): once per sequence, not per step
+        return enc_outputs, mask, projected_keys, (h[0], c[0])
 
     def forward(self, src, src_lengths, tgt, return_attention: bool = False):
-        enc_outputs, mask, state = self._start(src, src_lengths)
-        inputs = shift_right(tgt)
+        enc_outputs, mask, keys, state = self._start(src, src_lengths)
+        inputs = shift_right(tgt)  # teacher forcing
         logits, alphas = [], []
-        for i in range(tgt.shape[1]):
-            step_logits, state, weights = self.step(inputs[:, i], state, enc_outputs, mask)
+        for i in range(tgt.shape[1]):  # sequential: s_i needs s_{i-1}
+            step_logits, state, weights = self.decoder(inputs[:, i], state, enc_outputs, mask, keys)
             logits.append(step_logits)
             alphas.append(weights)
         logits = torch.stack(logits, dim=1)  # (B, T, V)
-        return (logits, torch.stack(alphas, dim=1)) if return_attention else logits
+        return (logits, torch.stack(alphas, dim=1)) if return_attention else logits  # weights (B, T, S)
 
     @torch.no_grad()
     def generate(self, src, src_lengths, max_len: int, return_attention: bool = False):
-        enc_outputs, mask, state = self._start(src, src_lengths)
-        token = torch.full((src.shape[0],), SOS, dtype=torch.long, device=src.device)
+        """Greedy decoding -> ids (B, L), and with ``return_attention`` also weights (B, L, S)."""
+        enc_outputs, mask, keys, state = self._start(src, src_lengths)
+        token = torch.full((src.shape[0],), SOS, dtype=torch.long, device=src.device)  # (B,)
         finished = torch.zeros_like(token, dtype=torch.bool)
         out, alphas = [], []
         for _ in range(max_len):
-            logits, state, weights = self.step(token, state, enc_outputs, mask)
+            logits, state, weights = self.decoder(token, state, enc_outputs, mask, keys)
             token = logits.argmax(dim=-1)  # (B,)
-            out.append(torch.where(finished, PAD, token))
+            out.append(torch.where(finished, PAD, token))  # nothing after EOS
             alphas.append(weights)
             finished |= token == EOS
             if finished.all():
                 break
         ids = torch.stack(out, dim=1)  # (B, L)
         return (ids, torch.stack(alphas, dim=1)) if return_attention else ids  # weights (B, L, S)
-
