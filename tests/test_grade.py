@@ -153,6 +153,7 @@ def graded(tmp_path_factory):
     run = subprocess.run([sys.executable, "-m", "utils.grade", str(folder), "--out", str(out), "--lesson", "01",
                           "--cell-timeout", str(CELL_TIMEOUT), "--timeout", "240", "--jobs", "2"],
                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert (out / "gradebook.csv").exists(), f"the grader wrote no gradebook:\n{run.stdout}\n{run.stderr}"
     rows = {r["learner"]: r for r in csv.DictReader(open(out / "gradebook.csv"))}
     details = {r["learner"]: r for r in json.loads((out / "gradebook.json").read_text())}
     return dict(run=run, rows=rows, details=details, out=out, folder=folder, paths=paths,
@@ -253,6 +254,21 @@ def test_definitions_keep_definitions_and_line_numbers():
     assert kept[5:9] == ["@torch.no_grad()", "def f(a):", "    return a", "#"]
     assert kept[9:12] == ["class C:", "    pass", "F = f"]
     assert grade.definitions("def broken(:\n") == "def broken(:\n"  # a SyntaxError is left for the kernel to report
+    assert grade.definitions("%%time\nclass A:\n    pass\nA()\n") == "#\nclass A:\n    pass\n#"  # under a cell magic
+
+
+def test_plan_runs_definitions_and_grades_each_exercise_at_its_last_check():
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell('utils.check("01.2", shift_right)'),
+        nbformat.v4.new_markdown_cell("text"),
+        nbformat.v4.new_code_cell('def shift_right(t):\n    return t\nutils.check("01.2", shift_right)'),
+        nbformat.v4.new_code_cell("history = train(model)")])
+    steps = grade.plan(nb, [grade.CheckCall("01.1", "Encoder")], ["01.1", "01.2"])
+    assert [(s.cell, s.code, s.check and (s.check.id, s.check.expr)) for s in steps] == [
+        (2, "def shift_right(t):\n    return t\n#", None),
+        (2, "", ("01.2", "shift_right")),
+        (4, "", ("01.1", "Encoder")),  # its check cell was deleted: checked at the end, as the assignment names it
+    ]
 
 
 def test_check_calls_and_answer_ids():
@@ -262,6 +278,18 @@ def test_check_calls_and_answer_ids():
     assert grade.check_calls("print('no check here')") == []
     nb = nbformat.read(EXERCISE_NB, as_version=4)
     assert [grade.answer_id(c) for c in nb.cells if grade.answer_id(c)] == IDS
+
+
+def test_nbgrader_source_marks_answer_and_check_cells(tmp_path):
+    from tools import make_exercises
+
+    assert make_exercises.main(["--nbgrader-source", str(tmp_path)]) == 0
+    nb = nbformat.read(tmp_path / "01_lstm_bottleneck" / "01_lstm_bottleneck.ipynb", as_version=4)
+    marked = [c for c in nb.cells if "nbgrader" in c.metadata]
+    ids = [c.metadata.nbgrader["grade_id"] for c in marked]
+    assert ids == ["ex01_1", "check01_1", "ex01_2", "check01_2", "ex01_3", "check01_3", "ex01_4", "check01_4"]
+    assert all(("### BEGIN SOLUTION" in c.source) == c.metadata.nbgrader["solution"] for c in marked)
+    assert all(c.metadata.nbgrader["locked"] == ("utils.check(" in c.source) for c in marked)
 
 
 def test_learner_names(tmp_path):
