@@ -1,0 +1,314 @@
+"""Exercises of lesson 07, the Transformer decoder and the full model: 07.1 the decoder block,
+07.2 the target shift and the loss, 07.3 batched greedy decoding.
+
+The references of 07.2 and 07.3 live here (utils/transformer.py has the model; the loss and the
+decoding loop as free functions are this lesson's own).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from utils import transformer
+from utils.attention import causal_mask
+from utils.data import EOS, PAD, SOS
+from utils.exercises import exercise
+from utils.exercises.checking import (Mistake, callable_candidate, close, copy_weights, expect, expect_close,
+                                      expect_finite, expect_shape, expect_tensor, instantiate)
+
+
+# ----------------------------------------------------------------- references of 07.2 and 07.3
+def teacher_forcing_loss(model, src, src_lengths, tgt):
+    """The mean negative log-likelihood of the target, per real target token, with teacher forcing.
+
+    src (B, S), src_lengths (B,), tgt (B, T) ending with EOS and padded with PAD -> a scalar.
+    ``model`` has ``encode(src, src_lengths) -> (memory, src_mask)`` and
+    ``decode(tgt_in (B, T), memory, src_mask) -> logits (B, T, V)``.
+    """
+    memory, src_mask = model.encode(src, src_lengths)  # (B, S, D), (B, S)
+    tgt_in = torch.cat([torch.full_like(tgt[:, :1], SOS), tgt[:, :-1]], dim=1)  # (B, T): SOS y_1 .. y_{T-1}
+    logits = model.decode(tgt_in, memory, src_mask)  # (B, T, V): position t has seen y_<t only
+    log_probs = logits.log_softmax(dim=-1)  # (B, T, V): log p(. | y_<t, x)
+    nll = -log_probs.gather(-1, tgt[..., None]).squeeze(-1)  # (B, T): -log p(y_t | y_<t, x)
+    real = tgt != PAD  # (B, T): padding is not a token to predict
+    return (nll * real).sum() / real.sum()  # mean over the real tokens of the whole batch
+
+
+@torch.no_grad()
+def greedy_decode(model, src, src_lengths, max_len: int):
+    """Generate with ``model.encode`` and ``model.decode``, always taking the most likely next token.
+
+    src (B, S), src_lengths (B,) -> ids (B, L), L <= max_len; each row ends with ``EOS`` (unless it
+    ran out of steps) and has ``PAD`` after it. Stops as soon as every row has produced ``EOS``.
+    """
+    memory, src_mask = model.encode(src, src_lengths)  # encode the source once: (B, S, D)
+    ys = torch.full((src.shape[0], 1), SOS, dtype=torch.long, device=src.device)  # (B, 1) decoder input so far
+    finished = torch.zeros(src.shape[0], dtype=torch.bool, device=src.device)
+    out = []
+    for _ in range(max_len):
+        logits = model.decode(ys, memory, src_mask)  # (B, t+1, V): the whole prefix again, no cache
+        token = logits[:, -1].argmax(dim=-1)  # (B,): only the newest position predicts the next token
+        out.append(torch.where(finished, PAD, token))  # nothing after EOS
+        finished |= token == EOS
+        if finished.all():
+            break
+        ys = torch.cat([ys, token[:, None]], dim=1)  # (B, t+2)
+    return torch.stack(out, dim=1)  # (B, L)
+
+
+# ----------------------------------------------------------------- 07.1 the decoder block
+def _layer_mutant(layer, x, memory, tgt_mask, memory_mask, *, causal=True, cross_from_memory=True,
+                  use_memory_mask=True, residual=True, pre_ln=None, norms=(1, 2, 3), order=("sa", "ca", "ff"),
+                  memory_normed=False):
+    """The output of ``layer`` (the reference's weights) computed with one realistic mistake."""
+    pre_ln = layer.norm_first if pre_ln is None else pre_ln
+    norm = {i: getattr(layer, f"norm{n}") for i, n in zip((1, 2, 3), norms)}
+    tmask = tgt_mask if causal else None
+    mmask = memory_mask if use_memory_mask else None
+
+    def sub(kind, h):
+        if kind == "sa":
+            return layer.self_attn(h, h, h, tmask)[0]
+        if kind == "ca":
+            kv = (norm[2](memory) if memory_normed else memory) if cross_from_memory else h
+            return layer.cross_attn(h, kv, kv, mmask if cross_from_memory else tmask)[0]
+        return layer.ff(h)
+
+    slot = {"sa": 1, "ca": 2, "ff": 3}
+    for kind in order:
+        n = norm[slot[kind]]
+        if pre_ln:
+            x = (x if residual else 0) + sub(kind, n(x))
+        else:
+            x = n((x if residual else 0) + sub(kind, x))
+    return x
+
+
+def _randomised_layer(d, h, ff, norm_first, seed):
+    torch.manual_seed(seed)
+    layer = transformer.DecoderLayer(d, h, ff, norm_first=norm_first)
+    with torch.no_grad():  # LayerNorm gains and biases away from 1 and 0, so that every norm matters
+        for name, p in layer.named_parameters():
+            if "norm" in name:
+                p.add_(0.5 * torch.randn_like(p))
+    return layer.eval()
+
+
+@exercise("07.1", "the decoder block", reference=transformer.DecoderLayer, difficulty=2, minutes=20, hints=[
+    "Three sublayers, in this order: masked self-attention over x (queries, keys, values all from x, with "
+    "`tgt_mask`), cross-attention (queries from x, keys and values from `memory`, with `memory_mask`), then the "
+    "feed-forward. Each is wrapped in a residual connection and a LayerNorm: `norm1`, `norm2`, `norm3` in that order.",
+    "Layers: `self.self_attn = MultiHeadAttention(d_model, num_heads)`, `self.cross_attn = MultiHeadAttention(d_model, "
+    "num_heads)`, `self.ff = FeedForward(d_model, d_ff)`, `self.norm1/2/3 = nn.LayerNorm(d_model)`, and keep "
+    "`self.norm_first = norm_first`. Call `self._sa(h, tgt_mask)` and `self._ca(h, memory, memory_mask)`: they run "
+    "the attention and keep its weights for the heatmaps.",
+    "pre-LN (norm_first=True): `x = x + self._sa(self.norm1(x), tgt_mask)`, `x = x + self._ca(self.norm2(x), memory, "
+    "memory_mask)`, `return x + self.ff(self.norm3(x))`. post-LN: `x = self.norm1(x + self._sa(x, tgt_mask))`, ... "
+    "`return self.norm3(x + self.ff(x))`.",
+])
+def check_decoder_layer(Candidate):
+    for d, h, ff, B, T, S, norm_first, seed in [(16, 4, 24, 3, 5, 6, True, 0), (12, 2, 20, 2, 4, 3, False, 1),
+                                                (8, 1, 16, 2, 6, 2, True, 2)]:
+        ref = _randomised_layer(d, h, ff, norm_first, seed)
+        cand = instantiate(Candidate, d, h, ff, norm_first=norm_first)
+        copy_weights(ref, cand, "Your DecoderLayer")
+        cand.eval()
+        x, memory = torch.randn(B, T, d), torch.randn(B, S, d)
+        lengths = torch.randint(1, S + 1, (B,))
+        lengths[0] = S
+        memory_mask = (torch.arange(S)[None, :] < lengths[:, None])[:, None, :]  # (B, 1, S)
+        tgt_mask = causal_mask(T)[None]  # (1, T, T)
+        got = cand(x, memory, tgt_mask, memory_mask)
+        expect_tensor(got, "forward(x, memory, tgt_mask, memory_mask)")
+        if tuple(got.shape) == (B, S, d) and S != T:
+            raise Mistake("The output has one vector per *source* position: in cross-attention the queries come from "
+                          "the decoder (x), the keys and values from `memory`.")
+        want = ref(x, memory, tgt_mask, memory_mask)
+        pre = "pre-LN (x + Sublayer(LayerNorm(x)))" if norm_first else "post-LN (LayerNorm(x + Sublayer(x)))"
+        other = "post-LN" if norm_first else "pre-LN"
+        m = lambda **kw: _layer_mutant(ref, x, memory, tgt_mask, memory_mask, **kw)  # noqa: E731
+        expect_close(got, want, "the decoder block's output", mistakes={
+            "Your self-attention ignores `tgt_mask`: every position sees the future target tokens, which at "
+            "generation time do not exist yet. Pass tgt_mask to the self-attention.": m(causal=False),
+            "Cross-attention must take its keys and values from `memory` (the encoder output), not from x: "
+            "`self._ca(h, memory, memory_mask)` inside uses cross_attn(h, memory, memory, ...).": m(cross_from_memory=False),
+            "Your cross-attention ignores `memory_mask`: the decoder attends to the source's padding.": m(use_memory_mask=False),
+            "A residual connection is missing: each sublayer's output is *added* to its input.": m(residual=False),
+            f"With norm_first={norm_first} the block is {pre}; you wrote {other}. Branch on self.norm_first.": m(pre_ln=not norm_first),
+            "The sublayers are in the wrong order: masked self-attention, then cross-attention, then feed-forward.": m(order=("ca", "sa", "ff")),
+            "The feed-forward comes last, after cross-attention.": m(order=("sa", "ff", "ca")),
+            "The LayerNorms are mixed up: norm1 goes with self-attention, norm2 with cross-attention, norm3 with the "
+            "feed-forward.": m(norms=(1, 3, 2)),
+            "Do not normalise `memory` in the decoder: the encoder's final LayerNorm already did (pre-LN); normalise "
+            "only x, the decoder's own stream.": m(memory_normed=True) if norm_first else None,
+        }, otherwise="Follow the three sublayers of the docstring: masked self-attention, cross-attention, feed-forward, "
+                     "each with its residual connection and LayerNorm.")
+        # The property the lesson is about: position t cannot see target positions after t.
+        x2 = x.clone()
+        x2[:, -1] += 1.0
+        out2 = cand(x2, memory, tgt_mask, memory_mask)
+        expect(close(out2[:, :-1], got[:, :-1]), "Changing the last target position changed earlier outputs: the "
+               "self-attention must use the causal mask.")
+        w = getattr(cand, "last_cross_weights", None)
+        expect(torch.is_tensor(w) and tuple(w.shape) == (B, h, T, S),
+               "Keep the cross-attention weights in `self.last_cross_weights` (B, h, T, S): call `self._ca(...)`, "
+               "which stores them, rather than `self.cross_attn(...)` directly.")
+
+
+# ----------------------------------------------------------------- 07.2 the shift and the loss
+class _TinyModel(torch.nn.Module):
+    """A small random Transformer, for checks: large weights so that every mistake shows."""
+
+    def __init__(self, V, seed):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.model = transformer.Transformer(V, d_model=16, num_heads=2, num_layers=1, d_ff=32, max_len=16)
+        with torch.no_grad():
+            self.model.out.weight.mul_(4)
+
+    def encode(self, src, src_lengths):
+        return self.model.encode(src, src_lengths)
+
+    def decode(self, tgt_in, memory, src_mask):
+        return self.model.decode(tgt_in, memory, src_mask)
+
+
+def _pairs(V, B, S, T, seed):
+    g = torch.Generator().manual_seed(seed)
+    src_lengths = torch.randint(1, S + 1, (B,), generator=g)
+    src_lengths[0] = S
+    src = torch.randint(3, V, (B, S), generator=g).masked_fill(torch.arange(S) >= src_lengths[:, None], PAD)
+    tgt_lengths = torch.randint(2, T + 1, (B,), generator=g)
+    tgt_lengths[0] = T
+    tgt = torch.randint(3, V, (B, T), generator=g)
+    tgt[torch.arange(B), tgt_lengths - 1] = EOS
+    tgt = tgt.masked_fill(torch.arange(T) >= tgt_lengths[:, None], PAD)
+    return src, src_lengths, tgt
+
+
+def _loss_mutants(model, src, src_lengths, tgt):
+    memory, src_mask = model.encode(src, src_lengths)
+    shifted = torch.cat([torch.full_like(tgt[:, :1], SOS), tgt[:, :-1]], dim=1)
+    logits = model.decode(shifted, memory, src_mask)
+    logp = logits.log_softmax(-1)
+    nll = -logp.gather(-1, tgt[..., None]).squeeze(-1)  # (B, T)
+    real = (tgt != PAD).float()
+    unshifted = -model.decode(tgt, memory, src_mask).log_softmax(-1).gather(-1, tgt[..., None]).squeeze(-1)
+    pad_start = torch.cat([torch.full_like(tgt[:, :1], PAD), tgt[:, :-1]], dim=1)
+    pad_start = -model.decode(pad_start, memory, src_mask).log_softmax(-1).gather(-1, tgt[..., None]).squeeze(-1)
+    left = torch.cat([tgt[:, 1:], torch.full_like(tgt[:, :1], PAD)], dim=1)
+    left = -model.decode(left, memory, src_mask).log_softmax(-1).gather(-1, tgt[..., None]).squeeze(-1)
+    probs = logits.softmax(-1).gather(-1, tgt[..., None]).squeeze(-1)
+    mean = lambda v: (v * real).sum() / real.sum()  # noqa: E731
+    return {
+        "The decoder input is not shifted: it is given the very token it must predict. Feed SOS, y_1, ..., y_{T-1} "
+        "(the target shifted right) and score y_1, ..., y_T.": mean(unshifted),
+        "The first decoder input must be SOS, the start token, not PAD.": mean(pad_start),
+        "Shifted the wrong way: the decoder input at t must be y_{t-1} (shift right), not y_{t+1}.": mean(left),
+        "The padding is counted: average only over the real target tokens (tgt != PAD).": nll.mean(),
+        "That is the sum of the NLL over the real tokens; the loss is its mean per real token (divide by their number).":
+            (nll * real).sum(),
+        "You averaged per sequence, then over the batch: that gives short sequences' tokens more weight. Take one mean "
+        "over all the real tokens of the batch, as F.cross_entropy(..., ignore_index=PAD) does.":
+            ((nll * real).sum(1) / real.sum(1)).mean(),
+        "The sign is wrong: the *negative* log-likelihood is -log p, a positive number to minimise.": -mean(nll),
+        "Take the log of the probabilities: the NLL is -log p(y_t), not -p(y_t).": mean(-probs),
+        "log_softmax must run over the vocabulary (the last dimension), not over positions.":
+            mean(-logits.log_softmax(1).gather(-1, tgt[..., None]).squeeze(-1)),
+    }
+
+
+@exercise("07.2", "the target shift and the loss", reference=teacher_forcing_loss, difficulty=2, minutes=15, hints=[
+    "Three steps: build the decoder input (the target shifted right, SOS first), get the logits with "
+    "`model.decode(tgt_in, memory, src_mask)`, and average -log p(y_t) over the real (non-PAD) target tokens.",
+    "`tgt_in = torch.cat([torch.full_like(tgt[:, :1], SOS), tgt[:, :-1]], dim=1)`. Then `log_probs = "
+    "logits.log_softmax(dim=-1)` and pick each target token's log-probability with "
+    "`log_probs.gather(-1, tgt[..., None]).squeeze(-1)` (B, T).",
+    "`real = tgt != PAD`; the loss is `(nll * real).sum() / real.sum()`: one mean over every real token of the "
+    "batch, exactly what `F.cross_entropy(logits.reshape(-1, V), tgt.reshape(-1), ignore_index=PAD)` computes.",
+])
+def check_teacher_forcing_loss(candidate):
+    callable_candidate(candidate, "teacher_forcing_loss")
+    for V, B, S, T, seed in [(12, 4, 5, 6, 0), (9, 3, 3, 4, 1), (15, 5, 6, 3, 2)]:
+        model = _TinyModel(V, seed)
+        src, src_lengths, tgt = _pairs(V, B, S, T, seed)
+        before = tgt.clone()
+        got = candidate(model, src, src_lengths, tgt)
+        expect_tensor(got, "teacher_forcing_loss(...)")
+        expect(torch.equal(tgt, before), "Your function changed `tgt` in place; build the shifted input as a new tensor.")
+        expect(got.dim() == 0, f"The loss should be a single number (a 0-dim tensor), not shape {tuple(got.shape)}: "
+               "average over the real tokens.")
+        expect_finite(got, "The loss")
+        want = teacher_forcing_loss(model, src, src_lengths, tgt)
+        expect_close(got, want, "the loss", mistakes=_loss_mutants(model, src, src_lengths, tgt),
+                     otherwise="The loss is the mean of -log p(y_t | y_<t, x) over the real target tokens, with the "
+                               "target shifted right (SOS first) as the decoder's input.")
+        expect(got.requires_grad, "The loss has no gradient: do not wrap it in torch.no_grad() or call .item()/.detach(), "
+               "training needs to backpropagate through it.")
+
+
+# ----------------------------------------------------------------- 07.3 greedy decoding
+def _decode_mutants(model, src, src_lengths, max_len):
+    def run(start=SOS, pad_after=True, last=True, keep_sos=False, reencode=False):
+        memory, src_mask = model.encode(src, src_lengths)
+        ys = torch.full((src.shape[0], 1), start, dtype=torch.long)
+        finished = torch.zeros(src.shape[0], dtype=torch.bool)
+        out = [ys[:, 0]] if keep_sos else []
+        for _ in range(max_len - int(keep_sos)):
+            logits = model.decode(ys, memory, src_mask)
+            token = (logits[:, -1] if last else logits[:, 0]).argmax(-1)
+            out.append(torch.where(finished, PAD, token) if pad_after else token)
+            finished |= token == EOS
+            ys = torch.cat([ys, token[:, None]], dim=1)
+        return torch.stack(out, 1)
+
+    return {
+        "The first decoder input must be `<sos>` (SOS), the token the model was trained to start from.": run(start=PAD),
+        "The next token is predicted by the *last* position of the decoder's output (logits[:, -1]), the one that has "
+        "seen the whole prefix.": run(last=False),
+        "After a row has produced `<eos>` it is finished: write PAD in the rest of that row.": run(pad_after=False),
+        "Do not include the starting `<sos>` in the output: return only the generated tokens.": run(keep_sos=True),
+    }
+
+
+def _decoding_model(V, seed):
+    model = _TinyModel(V, seed).model.eval()
+    with torch.no_grad():
+        model.out.bias[EOS] += 2.5  # make EOS likely, so that rows finish at different steps
+    return model
+
+
+_DECODE_CASES = [(12, 6, 5, 8, 0), (10, 5, 3, 6, 3), (15, 4, 4, 5, 5)]  # (V, B, S, max_len, seed)
+
+
+@exercise("07.3", "batched greedy decoding", reference=greedy_decode, difficulty=2, minutes=15, hints=[
+    "Encode the source once. Start with a (B, 1) column of SOS; at each step run `model.decode` on everything "
+    "generated so far, take the argmax of the *last* position's logits, and append it to the decoder input.",
+    "Keep a boolean `finished` per row: once a row has produced EOS, write PAD in it from then on; "
+    "`break` when `finished.all()`.",
+    "Collect the (B,) tokens of each step in a list and `torch.stack(out, dim=1)` at the end; `ys = torch.cat([ys, "
+    "token[:, None]], dim=1)` grows the decoder input.",
+])
+def check_greedy_decode(candidate):
+    callable_candidate(candidate, "greedy_decode")
+    for V, B, S, max_len, seed in _DECODE_CASES:
+        model = _decoding_model(V, seed)
+        src, src_lengths, _ = _pairs(V, B, S, 2, seed)
+        with torch.no_grad():
+            got = candidate(model, src, src_lengths, max_len)
+            want = greedy_decode(model, src, src_lengths, max_len)
+        expect_tensor(got, "greedy_decode(...)")
+        expect(got.dim() == 2 and got.shape[0] == B,
+               f"greedy_decode should return ids of shape (B, L) = ({B}, L); got {tuple(got.shape)}.")
+        expect(not got.is_floating_point(), "Return token ids (the argmax over the vocabulary), not scores.")
+        expect(got.shape[1] <= max_len, f"The output has {got.shape[1]} steps, more than max_len={max_len}.")
+        full = F.pad(got, (0, max_len - got.shape[1]), value=PAD)
+        want_full = F.pad(want, (0, max_len - want.shape[1]), value=PAD)
+        if torch.equal(full, want_full):
+            continue
+        for message, ids in _decode_mutants(model, src, src_lengths, max_len).items():
+            ids = F.pad(ids, (0, max_len - ids.shape[1]), value=PAD)[:, :max_len]  # the mutants never stop early
+            if torch.equal(full, ids) or torch.equal(got, ids[:, :got.shape[1]]):
+                raise Mistake(message)
+        raise Mistake("The generated tokens differ from greedy decoding. At each step decode the whole prefix "
+                      "(SOS and the tokens so far), take the argmax of the last position, and append it.")
