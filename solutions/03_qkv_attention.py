@@ -187,13 +187,13 @@ utils.claim(torch.allclose(ours_weights.sum(-1), torch.ones(2, 3, 4, dtype=torch
 # the rest are 0, so learning stalls. Dividing by $\sqrt{d_k}$ brings the variance back to 1 for
 # every $d_k$ ("Attention Is All You Need", section 3.2.1).
 #
-# Let us measure the three links of that chain, for 500 random queries against 16 random keys each:
+# Let us measure the three links of that chain, for 1000 random queries against 16 random keys each:
 # the variance of the scores, how saturated the softmax is (the largest weight of each query; $1/16$
 # would be uniform, 1 one-hot), and the size of the gradient that reaches the scores for a random
 # loss $\mathcal{L} = \sum g \odot \mathrm{output}$.
 
 # %%
-def score_statistics(d_k: int, scale: bool, n: int = 500, num_keys: int = 16, seed: int = 0) -> dict:
+def score_statistics(d_k: int, scale: bool, n: int = 1000, num_keys: int = 16, seed: int = 0) -> dict:
     """Variance of the scores, mean largest weight, and mean gradient norm at the scores, for random q, k, v."""
     g = torch.Generator().manual_seed(seed)
     q = torch.randn(n, 1, d_k, generator=g)  # (n, 1, d_k): one query per example
@@ -697,7 +697,7 @@ utils.claim(views[10.0, True]["top weight"] < causal_view["top weight"], "a high
 #    would break in half precision (`float16`, whose largest number is 65504)?
 # 2. Train the running-maximum model without the causal mask. What does it learn, and why can it
 #    not do the task? What would the *running minimum* need?
-# 3. Train the running maximum at $d_k = 256$ without the scale (replace `math.sqrt(d_k)` by 1 in
-#    your function). Does it learn slower? Compare the loss curves.
+# 3. Build the running-maximum model with `d_model=256` and train it twice: with the scale, and
+#    without it (replace `math.sqrt(d_k)` by 1 in your function). Compare the loss curves.
 # 4. Why does the running-maximum model need no positional information, while reversing a
 #    sequence (lesson 01) would?

@@ -239,3 +239,11 @@ def test_unprojected_values_are_named_when_the_shapes_agree():
 def test_every_lesson03_exercise_has_three_hints():
     for id in ("03.1", "03.2", "03.3", "03.4"):
         assert len(get(id).hints) == 3
+
+
+@pytest.mark.parametrize("candidate", [None, 42, "text", lambda *a, **k: None, lambda *a, **k: float("nan"), SystemExit,
+                                       lambda *a, **k: (torch.zeros(1), torch.zeros(1))])
+@pytest.mark.parametrize("id", ["03.1", "03.2", "03.3", "03.4"])
+def test_check_never_raises(id, candidate):
+    result = utils.check(id, candidate)
+    assert not result and result.message
