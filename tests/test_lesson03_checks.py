@@ -215,6 +215,17 @@ class WithBias(nn.Module):
         return sdpa(self.W_q(x), self.W_k(x), self.W_v(x), mask)
 
 
+class NoDefaultWidth(nn.Module):
+    def __init__(self, d_model, d_k=None):
+        super().__init__()
+        self.W_q = nn.Linear(d_model, d_k, bias=False)
+        self.W_k = nn.Linear(d_model, d_k, bias=False)
+        self.W_v = nn.Linear(d_model, d_k, bias=False)
+
+    def forward(self, x, mask=None):
+        return sdpa(self.W_q(x), self.W_k(x), self.W_v(x), mask)
+
+
 def test_self_attention_mistakes_are_named():
     passes("03.4", attention.SelfAttention)
     fails_with("03.4", SwappedQK, "swapped the queries and the keys")
@@ -222,7 +233,8 @@ def test_self_attention_mistakes_are_named():
     fails_with("03.4", IgnoresMask, "mask is ignored")
     fails_with("03.4", OneProjection, "own projections")
     fails_with("03.4", Unscaled, "not scaled")
-    fails_with("03.4", WithBias, "unexpected")
+    fails_with("03.4", WithBias, "bias=False")
+    fails_with("03.4", NoDefaultWidth, "d_k = d_k or d_model")
     fails_with("03.4", attention.SelfAttention(4), "class itself")
 
 

@@ -310,7 +310,19 @@ def check_self_attention(Candidate):
     for d_model, d_k, B, L, seed in ((6, 4, 2, 5, 0), (8, None, 3, 4, 1)):
         torch.manual_seed(seed)
         ref = attention.SelfAttention(d_model, d_k)
-        cand = instantiate(Candidate, d_model, d_k) if d_k is not None else instantiate(Candidate, d_model)
+        if d_k is not None:
+            cand = instantiate(Candidate, d_model, d_k)
+        else:
+            try:
+                cand = instantiate(Candidate, d_model)
+            except TypeError as err:
+                raise Mistake(f"SelfAttention({d_model}), without d_k, fails with TypeError: {err}. When d_k is None "
+                              "the projections keep the model's width: `d_k = d_k or d_model`.") from None
+        for name in ("W_q", "W_k", "W_v"):
+            layer = getattr(cand, name, None)
+            expect(not isinstance(layer, nn.Linear) or layer.bias is None,
+                   f"`{name}` has a bias; the projections of this lesson have none (as W^Q, W^K, W^V in the paper): "
+                   "nn.Linear(d_model, d_k, bias=False).")
         copy_weights(ref, cand, "Your SelfAttention")
         x = torch.randn(B, L, d_model)
         masks = [None, attention.causal_mask(L), attention.padding_mask(torch.tensor([L] + [L - 2] * (B - 1)), L)[:, None, :]]
