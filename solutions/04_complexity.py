@@ -285,9 +285,10 @@ ax.legend()
 plt.tight_layout()
 
 # %% [markdown]
-# Self-attention's slope can come out a little *below* 2, because at these lengths the projections
-# (linear in $n$) still take part of the time, or a little *above*, because once the $n \times n$
-# matrix no longer fits in the processor's cache each of its elements costs more to read and
+# Self-attention's slope usually comes out a little *below* 2: at these lengths the projections
+# (linear in $n$) still take part of the time, and bigger matrix products run at more FLOPs per
+# second than small ones. It can also come out *above* 2 on some machines: once the $n \times n$
+# matrix no longer fits in the processor's cache, each of its elements costs more to read and
 # write. The LSTM is
 # fast here because PyTorch runs it with a fused CPU kernel (oneDNN's, `aten::mkldnn_rnn_layer`):
 # the products with the inputs $x_t$ do not depend on $h_{t-1}$, so it does them for all positions
@@ -584,7 +585,7 @@ rows = [
     ("Recurrent (LSTM)", "O(n·d²)", f"{slope['LSTM']:.2f}", "O(n)", " → ".join(map(str, depth["LSTM"])), "O(n)",
      f"{n_p - 1} steps; gradient falls 10^{np.log10(lstm_drop):.0f}-fold"),
     ("Convolutional (k = 3)", "O(k·n·d²)", f"{slope['convolution']:.2f}", "O(1)",
-     " → ".join(map(str, depth["convolution"])), "O(n/k), or O(log_k n) dilated",
+     " → ".join(map(str, depth["convolution"])), "O(log_k n) dilated (O(n/k) contiguous)",
      f"{conv_depths[64][0]} layers, or {conv_depths[64][1]} dilated (n = 64)"),
 ]
 header = ("| layer type | complexity per layer (paper) | measured time exponent in n | sequential operations (paper) "
@@ -616,6 +617,8 @@ def render(n: int, d: int, k: int = 3):
     forward pass, counted), sequential operations, path length and measured CPU time of one sequence
     (None where section 3 did not time it).
     """
+    if not (isinstance(n, int) and isinstance(d, int) and n >= 2 and d >= 1):
+        raise ValueError(f"render needs whole numbers n >= 2 and d >= 1, not n={n!r}, d={d!r}")
     measured = grid.get(d, {})
 
     def timed(name):  # section 3 timed TOKENS // n sequences at once: the time of one of them

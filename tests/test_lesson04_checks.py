@@ -109,6 +109,8 @@ def test_peak_memory_of_naive_attention_is_the_count():
             assert cost.peak_memory(lambda: scaled_dot_product_attention(q, k, v)) == cost.attention_memory(n, d)
             fused = cost.peak_memory(lambda: F.scaled_dot_product_attention(q, k, v))
         assert fused < cost.attention_memory(n, d)
+    q, k, v = (torch.randn(3, 2, 32, 8) for _ in range(3))  # (batch, heads, n, d): batch x heads matrices
+    assert cost.peak_memory(lambda: scaled_dot_product_attention(q, k, v)) == cost.attention_memory(32, 8, batch=6)
     assert cost.peak_memory(lambda: torch.empty(1000)) == 4000
 
 
