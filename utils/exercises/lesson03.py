@@ -172,8 +172,8 @@ def check_sdpa(candidate):
             raise
         except Exception as err:
             raise Mistake(f"Your function works with one batch dimension but fails with {what}: "
-                          f"{type(err).__name__}: {err}. Use k.transpose(-2, -1) (not k.transpose(1, 2) or k.T) and "
-                          "dim=-1, so that any number of leading dimensions works.") from None
+                          f"{type(err).__name__}: {err}. Use operations that work for any number of leading dimensions: "
+                          "q @ k.transpose(-2, -1) (not torch.bmm, k.transpose(1, 2) or k.T) and softmax(dim=-1).") from None
         _diagnose_sdpa(output, weights, q, k, v, mask, what)
     # 6. A fully masked row: query 1 of example 0 may attend to nothing.
     q, k, v = torch.randn(2, 3, 4), torch.randn(2, 5, 4), torch.randn(2, 5, 3)
