@@ -223,6 +223,8 @@ def test_feedback_gives_the_diagnoses(graded):
     assert "❌ Exercise 01.1 (the encoder and its final state): not yet" in feedback
     assert "after the padding" in feedback
     assert "Not graded:" in (graded["out"] / "feedback" / "eve.md").read_text()
+    hostile = (graded["out"] / "feedback" / "dave.md").read_text()
+    assert "❌ Exercise 01.4 (greedy decoding): not yet" in hostile and "endless loop" in hostile
 
 
 @pytest.mark.parametrize("learner,id,source", [

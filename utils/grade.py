@@ -218,6 +218,15 @@ def course_ids(lesson: str) -> list[str]:
     return sorted((i for i in exercises._REGISTRY if i.startswith(lesson + ".")), key=_id_key)
 
 
+def _title(id: str) -> str:
+    from utils.exercises import get
+
+    try:
+        return get(id).title
+    except Exception:  # noqa: BLE001
+        return ""
+
+
 def _id_key(id: str):
     lesson, k = id.split(".")
     return int(lesson), int(k)
@@ -464,7 +473,7 @@ def grade_notebook(path: Path, learner: str, shown: str, options: Options, assig
                     id, expr = step.check.id, step.check.expr
                     if expr is None:
                         row.results[id] = {"status": "not attempted", "message": "There is no check cell for this exercise, "
-                                           "and the grader does not know what to check.", "title": ""}
+                                           "and the grader does not know what to check.", "title": _title(id)}
                         continue
                     out = kernel.run(f"__course_check__({id!r}, lambda: ({expr}))", limit)
                     verdict = out.verdicts[-1] if out.verdicts else None
@@ -472,7 +481,7 @@ def grade_notebook(path: Path, learner: str, shown: str, options: Options, assig
                         why = {"timeout": f"checking your code did not finish within {limit:.0f} s: is there an endless loop?",
                                "died": "checking your code stopped the Python process (os._exit, or a crash): "
                                        "nothing after it could run."}.get(out.state, f"the check could not run: {out.error}")
-                        row.results[id] = {"status": "fail", "message": why[0].upper() + why[1:], "title": ""}
+                        row.results[id] = {"status": "fail", "message": why[0].upper() + why[1:], "title": _title(id)}
                         skip.add(k)
                         if out.state in ("timeout", "died"):
                             lost = True
@@ -480,7 +489,7 @@ def grade_notebook(path: Path, learner: str, shown: str, options: Options, assig
                         continue
                     if "undefined" in verdict:
                         status, message = undefined_message(k, verdict["undefined"], id)
-                        verdict = {"status": status, "message": message, "title": ""}
+                        verdict = {"status": status, "message": message, "title": _title(id)}
                     row.results[id] = {key: verdict.get(key, "") for key in ("status", "message", "title")}
                 else:
                     out = kernel.run(step.code, limit)
