@@ -566,7 +566,7 @@ def feedback(learner: str, rows: list[Row]) -> str:
 
     lines = [f"# Feedback for {learner}", ""]
     for row in rows:
-        lesson = f"assignment: lesson {row.lesson}" if row.lesson else "not an assignment of this course"
+        lesson = f"assignment: lesson {row.lesson}" if row.lesson else "assignment unknown"
         lines += [f"## Submission `{row.notebook}` ({lesson})", ""]
         if row.status != "graded":
             lines += [f"**Not graded:** {row.problem}", ""]
