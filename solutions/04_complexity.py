@@ -161,8 +161,11 @@ utils.check("04.2", lstm_flops)
 
 # %% [markdown]
 # A **convolution** with kernel width $k$ computes each of its $n \times d$ outputs from $k$
-# neighbouring positions of $d$ channels: $2knd^2$ FLOPs (`cost.conv_flops`). Side by side, for a
-# model of width $d = 64$ (the next cell uses your functions once they pass):
+# neighbouring positions of $d$ channels: $2knd^2$ FLOPs (`cost.conv_flops`). The paper counts a
+# recurrent layer as $n d^2$ and a convolution as $k$ times that; with its four gates and two
+# matrices per gate, an LSTM is $16nd^2$, dearer than a $k = 3$ convolution: the constants that
+# $O(\cdot)$ hides matter. Side by side, for a model of width $d = 64$ (the next cell uses your
+# functions once they pass):
 
 # %%
 attention_flops = utils.use("04.1", attention_flops)
