@@ -606,9 +606,11 @@ drop_left = ablation[()][0] - ablation[(left_head,)][0]
 drop_right = ablation[()][1] - ablation[(right_head,)][1]
 kept_right, kept_left = ablation[(left_head,)][1], ablation[(right_head,)][0]
 utils.claim(drop_left > 0.7 and kept_right > 0.95,
-            f"switching off head {left_head + 1} costs the left answer {drop_left:.1%} and leaves the right one at {kept_right:.1%}")
+            f"switching off head {left_head + 1} costs the left answer {100 * drop_left:.1f} points and leaves the "
+            f"right one at {kept_right:.1%}")
 utils.claim(drop_right > 0.7 and kept_left > 0.95,
-            f"switching off head {right_head + 1} costs the right answer {drop_right:.1%} and leaves the left one at {kept_left:.1%}")
+            f"switching off head {right_head + 1} costs the right answer {100 * drop_right:.1f} points and leaves the "
+            f"left one at {kept_left:.1%}")
 
 # %% [markdown]
 # ## 6. The classic bug: a head split without the transpose
