@@ -255,7 +255,9 @@ SNAPSHOT_JS = """() => {
   const kernel = [...document.querySelectorAll('#jp-main-statusbar .jp-StatusBar-TextItem')]
     .map(e => e.textContent).find(t => t.includes(' | ')) || '';
   const ready = !kernel.startsWith('No Kernel') && kernel.endsWith('| Idle');
+  const dialog = document.querySelector('.jp-Dialog');
   return {status: indicator && ready ? indicator.dataset.status : `${indicator ? indicator.dataset.status : '?'}, ${kernel || 'no kernel shown'}`, cells,
+          dialog: dialog ? dialog.innerText.replace(/\s+/g, ' ').trim() : '',
           text: (document.querySelector('.jp-Notebook') || document.body).innerText};
 }""" % WIDGET_OUTPUT
 
@@ -280,18 +282,29 @@ class Outcome:
 class Step:
     """Names the step a failure happened in, so that a timeout or a crash says where it was."""
 
-    def __init__(self, outcome: Outcome):
-        self.outcome, self.name = outcome, "starting"
+    def __init__(self):
+        self.name = "starting"
 
     def __call__(self, name: str) -> None:
         self.name = name
+
+
+async def _snapshot(page):
+    try:  # page.evaluate has no deadline of its own: a hung page would hang the test
+        return await asyncio.wait_for(page.evaluate(SNAPSHOT_JS), 60)
+    except asyncio.TimeoutError:
+        raise TimeoutError("the page did not answer for 60 s (hung?)") from None
 
 
 async def _poll(page, until, timeout: float, what: str, interval: float = 0.5):
     """Snapshot the page until ``until(snapshot)`` holds; a clear error after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
-        snap = await page.evaluate(SNAPSHOT_JS)
+        snap = await _snapshot(page)
+        if snap["dialog"]:  # "Kernel Restarting: the kernel appears to have died", "Select Kernel", ...
+            raise RuntimeError(f"JupyterLab shows a dialog: {snap['dialog'][:300]!r}")
+        if re.search(r"dead|restarting", snap["status"], re.I):
+            raise RuntimeError(f"the kernel died (status: {snap['status']})")
         if until(snap):
             return snap
         if time.monotonic() > deadline:
@@ -365,8 +378,7 @@ async def _respond_to_input(page) -> str:
 async def check_notebook(browser, lab: Lab, notebook: str, *, kernel_timeout: float = KERNEL_START_TIMEOUT,
                          run_timeout: float = RUN_TIMEOUT) -> Outcome:
     """Open ``notebook`` (a path under Lab's root), Run All Cells, and list what a learner would see wrong."""
-    outcome, step, start = Outcome(notebook), None, time.monotonic()
-    step = Step(outcome)
+    outcome, step, start = Outcome(notebook), Step(), time.monotonic()
     source = nbformat.read(lab.root / notebook, as_version=4)
     context = await browser.new_context(viewport={"width": 1400, "height": 1000})
     context.set_default_timeout(30_000)
@@ -393,7 +405,7 @@ async def check_notebook(browser, lab: Lab, notebook: str, *, kernel_timeout: fl
             await _poll(page, _finished, max(1.0, run_timeout - (time.monotonic() - start)),
                         "the notebook did not finish running", interval=1)
             await asyncio.sleep(1)
-            if _finished(await page.evaluate(SNAPSHOT_JS)):
+            if _finished(await _snapshot(page)):
                 break
         outcome.seconds = time.monotonic() - start
         step("waiting for the widgets to render")
@@ -407,7 +419,7 @@ async def check_notebook(browser, lab: Lab, notebook: str, *, kernel_timeout: fl
         outcome.responded = await _respond_to_input(page)
         await _poll(page, _finished, 60, "the kernel did not become idle after the widget's callback")
         step("looking at the outputs")
-        snap = await page.evaluate(SNAPSHOT_JS)
+        snap = await _snapshot(page)
         outcome.problems += _problems(source, snap, notebook)
         if not outcome.responded:
             outcome.problems.append("no widget responded to input: moving a slider or picking another value "
@@ -425,7 +437,7 @@ async def check_notebook(browser, lab: Lab, notebook: str, *, kernel_timeout: fl
         except Exception:
             pass
         try:
-            await context.close()
+            await asyncio.wait_for(context.close(), 30)
         except Exception:
             pass
         try:
@@ -621,8 +633,8 @@ def test_a_port_already_taken_fails_clearly(tmp_path):
     assert lab.proc.poll() is not None and not lab.leftovers()
 
 
-def test_a_slow_kernel_and_a_crashed_browser_fail_clearly(tmp_path, chromium):
-    """A kernel that never answers and a browser that crashes end in a clear failure, not a hang."""
+def test_a_slow_kernel_a_crashed_browser_and_a_dead_kernel_fail_clearly(tmp_path, chromium):
+    """A kernel that never answers, a browser that crashes, a kernel that dies: a clear failure, not a hang."""
     from playwright.async_api import async_playwright
 
     spec = tmp_path / "data" / "kernels" / "slow"  # a kernel that takes ten minutes to start
@@ -631,35 +643,46 @@ def test_a_slow_kernel_and_a_crashed_browser_fail_clearly(tmp_path, chromium):
         "argv": [sys.executable, "-c", "import time; time.sleep(600)", "{connection_file}"],
         "display_name": "Slow to start", "language": "python"}))
     lab = Lab(tmp_path / "root", tmp_path / "lab", env={"JUPYTER_PATH": str(tmp_path / "data")})
-    _write_notebook(lab.root / "slow.ipynb", ["1 + 1"], kernel="slow")
+    SLOW, DIES = "selftest/slow_kernel.ipynb", "selftest/kernel_dies.ipynb"
+    _write_notebook(lab.root / SLOW, ["1 + 1"], kernel="slow")
+    _write_notebook(lab.root / DIES, ["import os, signal\nos.kill(os.getpid(), signal.SIGKILL)", "1 + 1"])
 
     async def scenario():
         async with async_playwright() as pw:
             browser = await pw.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS, timeout=60_000)
-            slow = await check_notebook(browser, lab, "slow.ipynb", kernel_timeout=10)
-            running = asyncio.create_task(check_notebook(browser, lab, "slow.ipynb", kernel_timeout=300))
-            await asyncio.sleep(8)  # the page is open, waiting for its kernel
+            slow = await check_notebook(browser, lab, SLOW, kernel_timeout=10)
+            running = asyncio.create_task(check_notebook(browser, lab, SLOW, kernel_timeout=300))
+            for _ in range(120):  # until the page has opened the notebook and asked for its kernel
+                await asyncio.sleep(1)
+                if any(s["path"] == SLOW for s in await asyncio.to_thread(lab.api, "GET", "/api/sessions")):
+                    break
+            await asyncio.sleep(1)
             cdp = await browser.new_browser_cdp_session()
             try:
                 await cdp.send("Browser.crash")
             except Exception:
                 pass  # the browser died before it could answer
             crashed = await asyncio.wait_for(running, 60)
+            browser = await pw.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS, timeout=60_000)
+            died = await check_notebook(browser, lab, DIES, run_timeout=300)
             try:
                 await asyncio.wait_for(browser.close(), 10)
             except Exception:
                 pass
-            return slow, crashed
+            return slow, crashed, died
 
     try:
         lab.start()
         started = time.monotonic()
-        slow, crashed = asyncio.run(scenario())
-        assert time.monotonic() - started < 150
+        slow, crashed, died = asyncio.run(scenario())
+        assert time.monotonic() - started < 300, "the failures took too long to show"
     finally:
         lab.stop()
     assert slow.problems and "while waiting for the kernel to start" in slow.problems[0], slow.problems
     assert "did not become idle: not within 10 s" in slow.problems[0], slow.problems
-    assert crashed.problems and "while waiting for the kernel to start" in crashed.problems[0], crashed.problems
+    assert crashed.problems and re.match(r"while (opening the notebook|waiting for the kernel to start)",
+                                         crashed.problems[0]), crashed.problems
     assert re.search(r"crash|closed", crashed.problems[0], re.I), crashed.problems
+    assert died.problems and "while running all cells" in died.problems[0], died.problems
+    assert re.search(r"died|restarting", died.problems[0], re.I), died.problems
     assert not lab.leftovers(), "the slow kernel was left running"
