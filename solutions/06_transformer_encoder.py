@@ -579,9 +579,10 @@ print(f"{'order-blind ceiling':<20} {ceiling:>23.1%}")
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
 plot_losses(histories, ax=axes[0], title="Training loss")
 names = list(results)
-axes[1].bar(names, [100 * results[n][0] for n in names], color=PALETTE[: len(names)])
-axes[1].axhline(100 * ceiling, color="black", linestyle="--", label=f"order-blind ceiling ({ceiling:.0%})")
-axes[1].set(ylabel="accuracy (% of positions)", ylim=(0, 105), title="Which symbol came just before?")
+bars = axes[1].bar(names, [100 * results[n][0] for n in names], color=PALETTE[: len(names)])
+axes[1].bar_label(bars, fmt="%.1f%%")
+axes[1].axhline(100 * ceiling, color="black", linestyle="--", label=f"order-blind ceiling ({ceiling:.1%})")
+axes[1].set(ylabel="accuracy (% of positions)", ylim=(0, 125), title="Which symbol came just before?")
 axes[1].legend(loc="upper left")
 fig.tight_layout()
 
@@ -595,6 +596,43 @@ utils.claim(min(acc_sin, acc_learned) >= 0.97, f"with sinusoidal ({acc_sin:.1%})
             "positions the same encoder solves the task")
 
 # %% [markdown]
+# ### What did the learned table learn?
+#
+# Compare the cosine similarity between every pair of position vectors: the sinusoids by
+# construction, the learned table after training.
+
+# %%
+def cosine_similarities(table):
+    """table (P, D) -> (P, P): cosine similarity between every pair of rows."""
+    unit = table / table.norm(dim=-1, keepdim=True)
+    return unit @ unit.T
+
+
+tables = {"sinusoidal (a formula)": sinusoidal_positional_encoding(task.max_len, 32),
+          "learned (after training)": taggers["learned"].pos_embedding.weight.detach().cpu()}  # (16, 32) each
+fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+neighbours, distant = {}, {}
+for ax, (name, table) in zip(axes, tables.items()):
+    sims = cosine_similarities(table)  # (16, 16)
+    neighbours[name] = sims.diagonal(1).mean().item()  # positions p and p + 1
+    distant[name] = sims[torch.ones_like(sims, dtype=torch.bool).triu(5)].mean().item()  # 5 or more apart
+    image = ax.imshow(sims.numpy(), cmap=HEATMAP, vmin=-1, vmax=1)
+    ax.set(xlabel="position", ylabel="position", title=name)
+    ax.grid(False)
+fig.colorbar(image, ax=axes, fraction=0.03, pad=0.03, label="cosine similarity")
+for name in tables:
+    print(f"{name:<26} neighbours: {neighbours[name]:+.2f}, positions 5+ apart: {distant[name]:+.2f}")
+learned = "learned (after training)"
+utils.claim(neighbours["sinusoidal (a formula)"] > 0.8 and abs(neighbours[learned] - distant[learned]) < 0.15,
+            "sinusoidal neighbours are alike by construction; the learned rows of neighbours are no more alike "
+            "than those of distant positions")
+
+# %% [markdown]
+# The learned rows look like random codes: the task only needs each position to be *distinguishable*,
+# and nothing tells the model that position 6 is next to position 5. That is one reason a learned
+# table cannot say anything about position 16, and why the formula, which does encode distance,
+# at least has a chance there.
+#
 # ### Beyond the trained length
 #
 # Every training sequence had at most 16 symbols. What happens at 24? The learned table has no row
@@ -635,10 +673,12 @@ utils.claim(unseen < seen - 0.2, f"the positions never seen in training do much 
             f"trained ones ({seen:.1%})")
 
 # %% [markdown]
-# Honestly, then: the formula *runs* at any length, but a model trained on 16 positions does not
-# automatically generalise beyond them. Even the first 16 positions do worse in a sequence of 24,
-# since attention now spreads over keys it never saw. Generalising in length is an open problem;
-# relative position schemes (see "going further") were designed for it.
+# Honestly, then: the formula *runs* at any length, but a model trained on at most 16 positions
+# does not generalise beyond them for free. The early positions stay right; the last trained ones,
+# which only the longest training sequences reached, already waver; beyond them accuracy collapses,
+# with the odd position that happens to work. The encoding of position 20 is perfectly well defined:
+# it is the model that never learned what to do with it. Generalising in length is an open problem,
+# and relative position schemes (see "going further") were designed for it.
 #
 # ## 6. Pre-LN against post-LN, measured
 #
@@ -761,8 +801,8 @@ utils.claim(dots.argmax().item() == 10 and symmetric < 1e-4,
 #
 # ## Going further
 #
-# 1. Train the learned-position tagger on lengths 4 to 16 and look at the rows of its table: do
-#    neighbouring positions end up similar, as the sinusoids are by construction?
+# 1. Initialise the learned table with the sinusoidal encoding before training. Do its rows keep
+#    their neighbour structure? Does the model learn faster?
 # 2. Give the post-LN stack of section 6 a linear learning-rate warm-up over its first 50 steps. Does
 #    it train now?
 # 3. Relative position representations (Shaw et al., 2018), rotary embeddings (RoPE, Su et al., 2021)
