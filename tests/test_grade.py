@@ -259,17 +259,18 @@ def test_definitions_keep_definitions_and_line_numbers():
     assert grade.definitions("%%time\nclass A:\n    pass\nA()\n") == "#\nclass A:\n    pass\n#"  # under a cell magic
 
 
-def test_plan_runs_definitions_and_grades_each_exercise_at_its_last_check():
+def test_plan_runs_definitions_and_grades_each_exercise_at_its_own_last_check():
     nb = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_code_cell('utils.check("01.2", shift_right)'),
         nbformat.v4.new_markdown_cell("text"),
         nbformat.v4.new_code_cell('def shift_right(t):\n    return t\nutils.check("01.2", shift_right)'),
+        nbformat.v4.new_code_cell('utils.check("01.2", rolled_shift)  # a lesson showing a wrong variant\'s diagnosis'),
         nbformat.v4.new_code_cell("history = train(model)")])
-    steps = grade.plan(nb, [grade.CheckCall("01.1", "Encoder")], ["01.1", "01.2"])
+    steps = grade.plan(nb, [grade.CheckCall("01.1", "Encoder"), grade.CheckCall("01.2", "shift_right")], ["01.1", "01.2"])
     assert [(s.cell, s.code, s.check and (s.check.id, s.check.expr)) for s in steps] == [
         (2, "def shift_right(t):\n    return t\n#", None),
         (2, "", ("01.2", "shift_right")),
-        (4, "", ("01.1", "Encoder")),  # its check cell was deleted: checked at the end, as the assignment names it
+        (5, "", ("01.1", "Encoder")),  # its check cell was deleted: checked at the end, as the assignment names it
     ]
 
 

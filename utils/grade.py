@@ -28,9 +28,12 @@ learners' files), with the course's ``utils`` from this repository imported firs
    statement (training, plots, prints, ``utils.use``, shell and magic commands) is replaced by
    an empty comment line, so line numbers, and so the diagnoses, are those of the notebook. This is
    what makes grading fast: no model is trained;
-2. at each check cell ``utils.check("NN.k", candidate)`` (an exercise's last one, if it is checked
-   twice), the course's own ``utils.check`` on the candidate that cell names, in the kernel, at
-   that point of the notebook; its verdict and message are sent back. The grade is therefore the verdict the learner sees in the notebook
+2. at each exercise's check cell ``utils.check("NN.k", candidate)``, the course's own
+   ``utils.check`` on the candidate that cell names, in the kernel, at that point of the
+   notebook; its verdict and message are sent back. The exercise's check cell is the one that
+   names the candidate the course's exercise notebook names (the last such cell, if the learner
+   checks twice; a lesson may also check a deliberately wrong variant to show a diagnosis, and
+   that check is not the learner's grade), else the first check of that id. The grade is therefore the verdict the learner sees in the notebook
    for the same code. An exercise whose check cell was deleted is checked at the end, with the
    candidate the course's exercise notebook names.
 
@@ -371,11 +374,24 @@ def plan(nb, assignment_calls: list[CheckCall], ids: list[str]) -> list[Step]:
         if any(line.strip() and not line.lstrip().startswith("#") for line in code.splitlines()):
             steps.append(Step(i, code=code, answer_of=answer_id(cell)))
         steps += [Step(i, check=call) for call in check_calls(source) if call.id in ids]
-    # An exercise checked twice is graded at its last check: the learner's final answer.
-    last = {step.check.id: k for k, step in enumerate(steps) if step.check}
-    steps = [step for k, step in enumerate(steps) if not step.check or last[step.check.id] == k]
-    seen = set(last)
-    by_id = {c.id: c for c in assignment_calls}
+    # The exercise's own check is the one that names what the assignment's check cell names (a lesson
+    # may also check a deliberately wrong variant, to show a diagnosis); if the learner checks it
+    # twice, the last one grades their final answer. Failing that, the first check of the id.
+    by_id = {}
+    for call in assignment_calls:
+        by_id.setdefault(call.id, call)
+    chosen = {}
+    for k, step in enumerate(steps):
+        if step.check:
+            id = step.check.id
+            wanted = by_id.get(id)
+            if wanted and step.check.expr == wanted.expr:
+                chosen[id] = k  # the last that names the assignment's candidate
+            elif id not in chosen and not any(s.check and s.check.id == id and s.check.expr == getattr(wanted, "expr", None)
+                                              for s in steps):
+                chosen[id] = k  # no check names it: the first check of the id
+    steps = [step for k, step in enumerate(steps) if not step.check or chosen.get(step.check.id) == k]
+    seen = set(chosen)
     for id in ids:  # a check cell the learner deleted: check at the end, as the assignment names it
         if id not in seen:
             steps.append(Step(len(nb.cells), check=by_id.get(id, CheckCall(id, None))))
