@@ -165,7 +165,9 @@ utils.claim(torch.equal(merge_heads(heads), x), "merge_heads(split_heads(x)) giv
 # error when $B \ne h$, and silently wrong numbers when $B = h$. Write that in the small helper
 # `_head_mask`. One case cannot be decided from the shape: a 2-D mask when $B = L_q$ could be
 # either a padding mask or a shared one. The helper refuses to guess and raises a `ValueError`
-# that says what to pass instead (see the cell after the check).
+# that says what to pass instead (see the cell after the check). The check tests the class, and
+# the helper through it; `utils.hint("05.2", 3)` describes the helper, and `utils.solution("05.2")`
+# shows the class (the helper's reference is `_head_mask` in `utils/attention.py`).
 
 # %%
 def _head_mask(mask, B: int, Lq: int, Lk: int):
