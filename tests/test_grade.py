@@ -312,3 +312,27 @@ def test_usage_errors_are_clear(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert grade.main([str(tmp_path / "empty"), "--out", str(tmp_path / "out")]) == 1
     assert "no notebooks" in capsys.readouterr().err
+
+
+_ICON_STATUS = {"✅": "pass", "❌": "fail", "⏳": "not attempted"}
+
+
+def test_every_solution_notebook_grades_as_its_stored_verdicts(tmp_path):
+    """For every lesson, the grade equals the verdict its solution notebook shows under each check cell."""
+    paths = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
+    assignments = grade.course_assignments()
+    shown = {}
+    for path in paths:
+        nb = nbformat.read(path, as_version=4)
+        lesson = path.name[:2]
+        for step in grade.plan(nb, assignments.get(lesson, ("", []))[1], grade.course_ids(lesson)):
+            if step.check and step.cell < len(nb.cells):
+                text = "".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", ""))
+                               for o in nb.cells[step.cell].outputs)
+                icons = [_ICON_STATUS[ch] for ch in text if ch in _ICON_STATUS]
+                assert icons, f"{path.name}: the check cell of {step.check.id} shows no verdict"
+                shown[(path.name, step.check.id)] = icons[-1]
+    rows = grade.grade(paths, tmp_path / "out", grade.Options(timeout=240, cell_timeout=60), jobs=2, log=lambda *a: None)
+    graded = {(Path(r.notebook).name, id): v["status"] for r in rows for id, v in r.results.items()}
+    assert all(r.status == "graded" for r in rows), [(r.notebook, r.problem) for r in rows if r.status != "graded"]
+    assert graded == shown
