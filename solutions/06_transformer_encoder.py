@@ -617,7 +617,8 @@ for ax, (name, table) in zip(axes, tables.items()):
     neighbours[name] = sims.diagonal(1).mean().item()  # positions p and p + 1
     distant[name] = sims[torch.ones_like(sims, dtype=torch.bool).triu(5)].mean().item()  # 5 or more apart
     image = ax.imshow(sims.numpy(), cmap=HEATMAP, vmin=-1, vmax=1)
-    ax.set(xlabel="position", ylabel="position", title=name)
+    ax.set(xlabel="position", ylabel="position", title=name,
+           xticks=range(0, task.max_len, 3), yticks=range(0, task.max_len, 3))
     ax.grid(False)
 fig.colorbar(image, ax=axes, fraction=0.03, pad=0.03, label="cosine similarity")
 for name in tables:
