@@ -8,7 +8,8 @@ runs Run > Run All Cells in the quick setting (COURSE_QUICK=1), waits for the ke
 and asserts:
 
 * no error output anywhere (cells tagged ``raises-exception`` may show theirs);
-* every widget rendered: no "Loading widget" or "Error displaying widget", the widget's DOM there;
+* every widget rendered: no "Loading widget", "Error displaying widget" or JavaScript error view,
+  the widget's DOM there (closed widgets, such as finished progress bars, are hidden and skipped);
 * at least one widget responds to input (a slider moved with the keyboard, or another value
   picked, changes what the widget shows);
 * in the unfilled exercise notebooks, the fallback note ("uses the course's reference").
@@ -25,8 +26,10 @@ Environment variables:
 * ``COURSE_BROWSER_TIMEOUT=600`` -- seconds one notebook may take to run all its cells.
 
 Without Chromium the test is skipped, except under ``CI`` where that is a failure. Every wait has
-a deadline, so a port already taken, a kernel that does not start or a crashed browser gives a
-clear failure, not a hang; JupyterLab, its kernels and the browser are stopped in any case.
+a deadline, so a port already taken, a kernel that does not start, a kernel that dies, a dialog
+over the notebook or a crashed browser gives a clear failure, not a hang; JupyterLab, its kernels
+and the browser are stopped in any case. The last tests below prove it, and prove that a widget
+that does not render fails the test.
 """
 from __future__ import annotations
 
@@ -274,7 +277,6 @@ class Outcome:
     notebook: str
     problems: list = field(default_factory=list)
     seconds: float = 0.0
-    widgets: int = 0
     responded: str = ""
     screenshot: str = ""
 
