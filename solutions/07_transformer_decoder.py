@@ -54,6 +54,7 @@ import utils
 utils.setup(seed=0)
 
 # %%
+import html
 import math
 import time
 import warnings
@@ -102,9 +103,12 @@ torch.set_num_threads(1)
 #
 # ### Exercise 07.1 · The decoder block (★★☆, about 20 min)
 #
-# `MultiHeadAttention` (lesson 05) and `FeedForward` (lesson 06) are imported above. The two
-# helpers `_sa` and `_ca` are given: they run an attention and keep its weights, detached, for
-# the heatmaps later. Masks are `True` where attention is allowed, as everywhere in the course.
+# Create the layers `self_attn` and `cross_attn` (each a `MultiHeadAttention(d_model, num_heads)`
+# of lesson 05), `ff` (the `FeedForward(d_model, d_ff)` of lesson 06), `norm1`, `norm2`, `norm3`
+# (`nn.LayerNorm(d_model)`), and keep `norm_first`; the checks load the course's weights into
+# yours by these names. The two helpers `_sa` and `_ca` are given: they run an attention and keep
+# its weights, detached, for the heatmaps later. Masks are `True` where attention is allowed, as
+# everywhere in the course.
 
 # %%
 class DecoderLayer(nn.Module):
@@ -619,7 +623,7 @@ def render_date(text: str, step: int = 0):
         return "<p>Type a date, e.g. <code>3rd of March 1987</code>.</p>", None
     if unknown:
         return (f"<p>The model does not know the character{'s' if len(unknown) > 1 else ''} "
-                f"{', '.join(repr(c) for c in unknown)}. It reads digits, the letters of month and day names, "
+                f"{html.escape(', '.join(repr(c) for c in unknown))}. It reads digits, the letters of month and day names, "
                 "spaces and <code>- , . /</code>.</p>"), None
     if len(text) > date_model.max_len:
         return f"<p>That is {len(text)} characters; the model reads at most {date_model.max_len}.</p>", None
@@ -631,13 +635,15 @@ def render_date(text: str, step: int = 0):
     tokens = ["<eos>" if i == EOS else dates.vocab.itos[i] for i in ids[0].tolist() if i != PAD]
     step = max(0, min(int(step), len(tokens) - 1))
     weights = torch.cat([layer.last_cross_weights[0, :, step] for layer in date_model.decoder.layers])  # (layers*h, S)
+    esc = [html.escape(t) for t in tokens]  # "<eos>" must show as text, not as an HTML tag
     shown = "".join(f"<b style='background:#E69F00'>{t}</b>" if i == step else
                     (f"<span>{t}</span>" if i < step else f"<span style='color:#999'>{t}</span>")
-                    for i, t in enumerate(tokens))
-    html = (f"<pre style='font-size:14px'>input : {text}\noutput: {shown}</pre>"
-            f"<p>step {step + 1} of {len(tokens)}: the model writes <b>{tokens[step]}</b>; "
-            f"the heads look most at {', '.join(repr(text[j]) for j in weights.argmax(-1).unique().tolist())}</p>")
-    return html, weights
+                    for i, t in enumerate(esc))
+    looked_at = ", ".join(html.escape(repr(text[j])) for j in weights.argmax(-1).unique().tolist())
+    page = (f"<pre style='font-size:14px'>input : {html.escape(text)}\noutput: {shown}</pre>"
+            f"<p>step {step + 1} of {len(tokens)}: the model writes <b>{esc[step]}</b>; "
+            f"the heads look most at {looked_at}</p>")
+    return page, weights
 
 
 # %%
@@ -650,8 +656,8 @@ step_slider = widgets.IntSlider(min=0, max=10, value=5, description="step")
 
 
 def show(text, step):
-    html, weights = render_date(text, step)
-    display(HTML(html))
+    page, weights = render_date(text, step)
+    display(HTML(page))
     if weights is not None:
         heads = date_model.decoder.layers[0].cross_attn.num_heads
         rows = [f"L{i // heads + 1} H{i % heads + 1}" for i in range(weights.shape[0])]
@@ -667,8 +673,8 @@ widgets.interactive(show, text=text_box, step=step_slider)
 
 # %%
 for text, step in [("3rd of March 1987", 3), ("March 3 1987 #1", 0), ("", 0)]:
-    html, weights = render_date(text, step)
-    display(HTML(html))
+    page, weights = render_date(text, step)
+    display(HTML(page))
 print("attention rows (layers x heads, input characters):", tuple(render_date("3rd of March 1987", 3)[1].shape))
 
 # %% [markdown]
