@@ -576,7 +576,7 @@ def _write_notebook(path: Path, cells: list[str], kernel: str = "python3") -> No
 def outcomes(request, chromium):
     """Run every selected notebook in one JupyterLab and one browser, before the per-notebook asserts."""
     params = [item.callspec.params for item in request.session.items
-              if item.module is request.module and hasattr(item, "callspec")]
+              if getattr(item, "module", None) is request.module and hasattr(item, "callspec")]
     selected = [p["notebook"] for p in params if p.get("notebook") in (*LESSONS, BROKEN_WIDGET)]
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="course-browser-"))
