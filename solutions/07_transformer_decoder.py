@@ -401,7 +401,7 @@ utils.claim(min(tf_acc) >= 0.95, f"the Transformer reverses at every length, 4 t
 # ### The three models, side by side
 #
 # Now the two recurrent models of lessons 01 and 02, with lesson 01's recipe (embeddings of 32,
-# a hidden state of 64, batches of 128 at a learning rate of 3e-3) but **400 steps instead of
+# a hidden state of 64, batches of 128 at a learning rate of 3e-3) but **300 steps instead of
 # 700**, to keep this lesson within a couple of minutes on a laptop CPU: the attention RNN's
 # decoder loops over the output one step at a time, in training too, which makes it the slowest
 # of the three to train. Lessons 01 and 02 show them with their full budget.
@@ -412,7 +412,7 @@ models = {"Transformer": transformer}
 for name, Model in [("bottleneck LSTM", BottleneckSeq2Seq), ("attention RNN", AttentionSeq2Seq)]:
     torch.manual_seed(0)
     models[name] = Model(len(task.vocab), emb_dim=32, hidden_dim=64)
-    histories[name] = train(models[name], task, steps=utils.budget(400, 50), batch_size=128, lr=3e-3, desc=name)
+    histories[name] = train(models[name], task, steps=utils.budget(300, 50), batch_size=128, lr=3e-3, desc=name)
     results[name] = accuracy_by_length(models[name], task, EVAL_LENGTHS)
 
 # %%
@@ -424,21 +424,22 @@ plot_losses({n: histories[n] for n in order}, ax=axes[1], title="Training loss")
 plt.tight_layout()
 
 # %%
-print(f"{'model':<17} {'parameters':>10} {'steps x batch':>14} {'training time':>14} {'length 4':>9} {'length 24':>10} {'mean':>7}")
+print(f"{'model':<17} {'parameters':>10} {'steps x batch':>14} {'length 4':>9} {'length 24':>10} {'mean':>7}  training time")
 for n in order:
     acc = [results[n][k]["token"] for k in EVAL_LENGTHS]
     steps_batch = f"{len(histories[n].losses)} x {64 if n == 'Transformer' else 128}"
-    print(f"{n:<17} {count_parameters(models[n]):>10,} {steps_batch:>14} {utils.fmt_time(histories[n].seconds):>14} "
-          f"{acc[0]:>9.1%} {acc[-1]:>10.1%} {sum(acc) / len(acc):>7.1%}")
+    print(f"{n:<17} {count_parameters(models[n]):>10,} {steps_batch:>14} {acc[0]:>9.1%} {acc[-1]:>10.1%} "
+          f"{sum(acc) / len(acc):>7.1%}  {utils.fmt_time(histories[n].seconds)}")  # time last: its width varies
 tf24, lstm24 = results["Transformer"][24]["token"], results["bottleneck LSTM"][24]["token"]
 utils.claim(tf24 >= lstm24 + 0.3, f"at length 24 the Transformer ({tf24:.1%}) beats the bottleneck LSTM ({lstm24:.1%}) "
             "by 30 points or more")
 
 # %% [markdown]
 # The bottleneck LSTM falls with length: everything must pass through its context vector $v$.
-# Both attention models stay near 100% at every length: attention, not recurrence, is what
-# removes the bottleneck. What differs is how they compute. The attention RNN's decoder is a
-# loop, in training too: step $t$ waits for step $t-1$. The Transformer computes every position
+# Both attention models stay high at every length (the attention RNN above 90% even at 24, with
+# less than half of lesson 02's training): attention, not recurrence, removes the bottleneck.
+# What differs is how they compute. The attention RNN's decoder is a loop, in training too:
+# step $t$ waits for step $t-1$. The Transformer computes every position
 # of a training example at once (the whole encoder, and the whole decoder under teacher forcing),
 # so its work is a few large matrix products that a GPU runs in parallel. The table gives what
 # each cost on this machine, a small CPU; the Transformer also has about twice the parameters of
@@ -579,12 +580,12 @@ utils.claim(all(same), "the key/value cache gives exactly the same tokens as rec
 
 # %% [markdown]
 # And the time, on the reversing model, for outputs of growing length (100 sequences at once,
-# the best of three runs). Times differ from machine to machine, so this cell's output is not
+# the best of five runs). Times differ from machine to machine, so this cell's output is not
 # compared by the tests; it asserts only the trend.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-def best_time(fn, repeat=3):
+def best_time(fn, repeat=5):
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
@@ -601,7 +602,7 @@ for n in (4, 12, 24):
     fast = best_time(lambda: greedy_decode_cached(transformer, b.src, b.src_lengths, n + 1))
     speedups[n] = slow / fast
     print(f"{n + 1:>13} {utils.fmt_time(slow):>11} {utils.fmt_time(fast):>10} {speedups[n]:>8.1f}x")
-utils.claim(speedups[24] > 1.2 and speedups[24] > speedups[4],
+utils.claim(speedups[24] > 1.5 and speedups[24] > speedups[4],
             "the cache is faster, and its advantage grows with the output length", needs_training=False)
 
 # %% [markdown]
