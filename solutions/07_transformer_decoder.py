@@ -581,7 +581,11 @@ utils.claim(all(same), "the key/value cache gives exactly the same tokens as rec
 # %% [markdown]
 # And the time, on the reversing model, for outputs of growing length (100 sequences at once,
 # the best of five runs). Times differ from machine to machine, so this cell's output is not
-# compared by the tests; it asserts only the trend.
+# compared by the tests; it asserts only that the cache is faster at every length. Without the
+# cache, step $t$ redoes the work of all $t$ positions, so generating $n$ tokens costs about
+# $n^2/2$ position-steps against $n$ with it; on a small CPU and these short outputs, the fixed
+# cost of each step (Python, small matrix products) blurs that growth, and the speed-up you see
+# may be about the same at every length. It grows for long outputs, where recomputing dominates.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -602,8 +606,8 @@ for n in (4, 12, 24):
     fast = best_time(lambda: greedy_decode_cached(transformer, b.src, b.src_lengths, n + 1))
     speedups[n] = slow / fast
     print(f"{n + 1:>13} {utils.fmt_time(slow):>11} {utils.fmt_time(fast):>10} {speedups[n]:>8.1f}x")
-utils.claim(speedups[24] > 1.5 and speedups[24] > speedups[4],
-            "the cache is faster, and its advantage grows with the output length", needs_training=False)
+utils.claim(min(speedups.values()) > 1.5, "the cache is faster at every output length measured (at least 1.5x)",
+            needs_training=False)
 
 # %% [markdown]
 # ## 7. Try it: your own dates
