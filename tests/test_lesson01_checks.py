@@ -5,12 +5,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import utils
 from utils.data import EOS, PAD, SOS
-
-
-def fails_with(id, candidate, phrase):
-    result = utils.check(id, candidate)
-    assert not result, f"{id} accepted a wrong answer"
-    assert phrase.lower() in result.message.lower(), result.message
+from check_helpers import fails_with
 
 
 # ---- 01.1 the encoder

@@ -8,12 +8,7 @@ import torch.nn as nn
 import utils
 from utils import rnn
 from utils.data import PAD, SymbolTask
-
-
-def fails_with(id, candidate, phrase):
-    result = utils.check(id, candidate)
-    assert not result, f"{id} accepted a wrong answer"
-    assert phrase.lower() in result.message.lower(), result.message
+from check_helpers import fails_with
 
 
 # ---- 02.1 additive attention

@@ -11,13 +11,7 @@ import torch.nn.functional as F
 import utils
 from utils import cost
 from utils.attention import SelfAttention, scaled_dot_product_attention
-
-
-def fails_with(id, candidate, phrase):
-    result = utils.check(id, candidate)
-    assert not result, f"{id} accepted a wrong answer"
-    assert result.status == "fail", result
-    assert phrase.lower() in result.message.lower(), result.message
+from check_helpers import fails_with
 
 
 # ---- 04.1 the FLOPs of self-attention

@@ -7,13 +7,7 @@ import torch.nn as nn
 
 import utils
 from utils.transformer import EncoderLayer, copy_into_torch_encoder_layer, layer_norm, sinusoidal_positional_encoding
-
-
-def fails_with(id, candidate, phrase):
-    result = utils.check(id, candidate)
-    assert not result, f"{id} accepted a wrong answer"
-    assert result.status == "fail", result
-    assert phrase.lower() in result.message.lower(), result.message
+from check_helpers import fails_with
 
 
 def test_references_pass():
