@@ -11,16 +11,21 @@ One module per concern:
 * :mod:`utils.rnn`, :mod:`utils.attention`, :mod:`utils.transformer` -- the reference models
 """
 from utils.exercises import check, hint, solution, use
-from utils.runtime import QUICK, budget, claim, device, fmt_time, seed_everything
+from utils.runtime import QUICK, budget, claim, device, fmt_time, measured, seed_everything, set_threads
 
 
-def setup(seed: int = 0):
-    """Start a lesson: seed everything, set the figure style, and say where it runs."""
+def setup(seed: int = 0, threads: int | None = None):
+    """Start a lesson: seed everything, choose PyTorch's thread count, set the figure style, say where it runs.
+
+    threads: PyTorch's CPU threads; by default ``$COURSE_THREADS``, else 1 (see
+    :func:`utils.runtime.set_threads` for why one; ``COURSE_THREADS=0`` keeps PyTorch's default).
+    """
     from utils.plots import set_style
 
     seed_everything(seed)
+    set_threads(threads)
     set_style()
     print(f"Running on {device().type.upper()}" + (" -- quick setting (COURSE_QUICK=1): smaller training budgets" if QUICK else ""))
 
 
-__all__ = ["check", "hint", "solution", "use", "setup", "device", "seed_everything", "budget", "claim", "fmt_time", "QUICK"]
+__all__ = ["check", "hint", "solution", "use", "setup", "device", "seed_everything", "budget", "claim", "fmt_time", "measured", "set_threads", "QUICK"]

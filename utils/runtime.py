@@ -24,6 +24,22 @@ def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def set_threads(threads: int | None = None) -> int:
+    """Give PyTorch ``threads`` CPU threads (default: ``$COURSE_THREADS``, else 1) and return it.
+
+    One thread is the course's default because it never collapses: on a 2-core machine that
+    another process keeps busy (Binder, Colab, a laptop with a browser open), PyTorch's default
+    of one thread per core made lesson 01 run 7x slower (296 s against 44 s), while on an idle
+    machine one thread costs lesson 01 at most 1.4x (benchmarks/results.md has both, per lesson).
+    ``COURSE_THREADS=0`` leaves PyTorch's own default; any other number is used as it is.
+    """
+    if threads is None:
+        threads = int(os.environ.get("COURSE_THREADS", "1") or 1)
+    if threads > 0:
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
 def seed_everything(seed: int = 0) -> None:
     """Seed Python, NumPy and PyTorch so that a lesson gives the same numbers every run."""
     random.seed(seed)
@@ -50,6 +66,22 @@ def claim(holds: bool, statement: str, *, needs_training: bool = True) -> None:
         print(f"… quick setting, claim not asserted: {statement}")
     else:
         raise AssertionError(f"The lesson claims: {statement} -- but the numbers above say otherwise.")
+
+
+MEASURED_MARK = "≈"
+
+
+def measured(value: float, spec: str = ".3g") -> str:
+    """A *measured* number as the course prints it: ``measured(0.971, ".1%") -> '≈97.1%'``.
+
+    Measured means downstream of training, timing or float summation order: its last digits
+    change with the CPU, PyTorch's kernel set (``ATEN_CPU_CAPABILITY``) and the thread count.
+    The mark ``≈`` tells the reader so, and tells the tests (``tests/measured_outputs.py``) to
+    compare the number with the stored one within a tolerance instead of digit for digit
+    (CONTRIBUTING.md, "Exact and measured outputs"). Exact results (shapes, counts of
+    deterministic code, booleans, bounds such as ``< 1e-5``) are printed plainly.
+    """
+    return MEASURED_MARK + format(float(value), spec)
 
 
 def fmt_time(seconds: float) -> str:

@@ -32,7 +32,7 @@ __all__ = ["check", "hint", "solution", "use", "CheckResult", "Exercise", "exerc
 
 _UTILS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _REGISTRY: dict[str, "Exercise"] = {}
-LESSONS = ("01", "02", "03", "04", "05", "06", "07")
+LESSONS = ("01", "02", "03", "04", "05", "06", "07", "08", "09")
 
 
 @dataclass
