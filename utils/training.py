@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from utils.data import EOS, PAD
-from utils.runtime import device as default_device, fmt_time
+from utils.runtime import device as default_device, fmt_time, measured
 
 
 @dataclass
@@ -67,7 +67,7 @@ def train(model: nn.Module, task, *, steps: int, batch_size: int = 64, lr: float
     bar.close()
     history.seconds = time.perf_counter() - start
     model.eval()
-    print(f"{desc}: {steps} steps, final loss {history.final_loss:.3f} ({fmt_time(history.seconds)})")
+    print(f"{desc}: {steps} steps, final loss {measured(history.final_loss, '.3f')} ({fmt_time(history.seconds)})")
     return history
 
 
@@ -114,7 +114,8 @@ def print_accuracy_table(results: dict) -> None:
     lengths = list(next(iter(results.values())))
     print("length " + " ".join(f"{name:>22}" for name in names))
     for length in lengths:
-        cells = [f"{results[name][length]['token']:>10.1%} tok {results[name][length]['exact']:>6.1%} ex" for name in names]
+        cells = [f"{measured(results[name][length]['token'], '.1%'):>11} tok {measured(results[name][length]['exact'], '.1%'):>7} ex"
+                 for name in names]
         print(f"{length:>6} " + " ".join(f"{c:>22}" for c in cells))
 
 
