@@ -1,0 +1,301 @@
+"""The course's website (``python -m tools.build_site``): built from the stored outputs, checked in a browser.
+
+The site is built once into a temporary folder (Sphinx with MyST-NB, execution off; a Sphinx
+warning fails the build), served on 127.0.0.1, and every page is opened in headless Chromium with
+every request outside the site refused, as a reader without network would see it. A page fails on:
+
+* maths left unrendered (a ``.math`` element MathJax did not typeset, a MathJax error, or TeX
+  delimiters such as ``$x$`` or ``\\(`` left in the prose);
+* an image that did not load;
+* an internal link to a page, file or ``#anchor`` that does not exist;
+* a console error or an uncaught exception, a failed request, or a request outside the site.
+
+A screenshot of each page goes to ``test-artifacts/site/``. The lesson pages must also carry
+their Colab and Binder links, a box per exercise linking to the exercise notebook, and at least
+the figures the notebook stored. The last test proves the checks fail on a page that has each of
+these faults. Without Chromium the browser tests are skipped, except under ``CI``.
+"""
+from __future__ import annotations
+
+import asyncio
+import functools
+import http.server
+import re
+import shutil
+import threading
+import time
+import urllib.parse
+from pathlib import Path
+
+import nbformat
+import pytest
+from test_browser import CHROMIUM_FLAGS, _chromium, _skip_or_fail
+
+from tools import build_site
+from tools.make_exercises import CHECK_CALL
+from tools.retarget import binder_url, colab_url
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts" / "site"
+LESSONS = [p.stem for p in build_site.lessons()]
+PAGES = ["index.html", *[f"lessons/{s}.html" for s in LESSONS], "search.html", "genindex.html"]
+PAGE_TIMEOUT = 60  # s: load a page and typeset its maths
+
+# Run in the page once it has loaded: what a reader would see wrong, apart from the console.
+INSPECT_JS = r"""async () => {
+  if (window.MathJax && MathJax.startup && MathJax.startup.promise) { await MathJax.startup.promise; }
+  const math = [...document.querySelectorAll('.math')];
+  const unrendered = math.filter(m => !m.querySelector('mjx-container')).map(m => m.textContent.trim().slice(0, 80));
+  const mathErrors = [...document.querySelectorAll('mjx-merror')].map(e => (e.getAttribute('data-mjx-error') || e.textContent).slice(0, 80));
+  const prose = (document.querySelector('main') || document.body).cloneNode(true);
+  prose.querySelectorAll('pre, code, script, style, mjx-container, textarea, .highlight').forEach(e => e.remove());
+  const raw = prose.textContent.match(/\$\$?[^$\s][^$\n]{0,80}?\$|\\\(|\\\[|\\begin\{/g) || [];
+  const images = [...document.images].filter(i => !i.complete || i.naturalWidth === 0).map(i => i.getAttribute('src'));
+  const links = [...document.querySelectorAll('a[href]')].map(a => a.href);
+  return {mathCount: math.length, typeset: math.length - unrendered.length, unrendered, mathErrors, raw,
+          images, imageCount: document.images.length, links,
+          exercises: [...document.querySelectorAll('.admonition.course-exercise')].map(b => ({
+            title: b.querySelector('.admonition-title').textContent,
+            links: [...b.querySelectorAll('a[href]')].map(a => a.href)}))};
+}"""
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+class Server:
+    """A static file server for ``folder`` on 127.0.0.1 and a free port, as any static host would serve it."""
+
+    def __init__(self, folder: Path):
+        handler = functools.partial(QuietHandler, directory=str(folder))
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _ids(html_file: Path, cache: dict) -> set:
+    if html_file not in cache:
+        text = html_file.read_text(errors="replace") if html_file.is_file() else ""
+        cache[html_file] = set(re.findall(r"""\bid=["']([^"']+)["']""", text))
+    return cache[html_file]
+
+
+def broken_links(links: list[str], base_url: str, folder: Path, cache: dict) -> list[str]:
+    """The internal links (same origin) whose file, or ``#anchor`` in it, does not exist."""
+    broken = []
+    for link in links:
+        if not link.startswith(base_url):
+            continue
+        parsed = urllib.parse.urlsplit(link)
+        rel = urllib.parse.unquote(parsed.path[len(urllib.parse.urlsplit(base_url).path):])
+        target = folder / rel
+        if target.is_dir():
+            target = target / "index.html"
+        if not target.is_file():
+            broken.append(f"{rel} (no such file)")
+        elif parsed.fragment and target.suffix == ".html" and urllib.parse.unquote(parsed.fragment) not in _ids(target, cache):
+            broken.append(f"{rel}#{parsed.fragment} (no such anchor)")
+    return sorted(set(broken))
+
+
+async def inspect_pages(folder: Path, pages: list[str], chromium: str, shots: Path | None = None) -> dict:
+    """Open each page of the static site ``folder``: {page: {"problems": [...], ...what INSPECT_JS saw}}."""
+    from playwright.async_api import async_playwright
+
+    results, cache = {}, {}
+    with Server(folder) as server:
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_FLAGS,
+                                               timeout=60_000)
+            try:
+                async def one(page_name):
+                    context = await browser.new_context(viewport={"width": 1280, "height": 900})
+                    page = await context.new_page()
+                    problems = []
+                    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text[:300]}")
+                            if m.type == "error" else None)
+                    page.on("pageerror", lambda e: problems.append(f"uncaught exception: {str(e)[:300]}"))
+                    page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url[:200]}")
+                            if r.url.startswith(server.url) else None)
+                    page.on("response", lambda r: problems.append(f"HTTP {r.status}: {r.url[:200]}")
+                            if r.status >= 400 else None)
+
+                    async def route(r):
+                        if r.request.url.startswith(server.url) or r.request.url.startswith("data:"):
+                            await r.continue_()
+                        else:
+                            problems.append(f"a request outside the site: {r.request.url[:200]}")
+                            await r.abort()
+
+                    await page.route("**/*", route)
+                    seen = {}
+                    try:
+                        await page.goto(server.url + page_name, wait_until="load", timeout=PAGE_TIMEOUT * 1000)
+                        seen = await asyncio.wait_for(page.evaluate(INSPECT_JS), PAGE_TIMEOUT)
+                        await page.wait_for_timeout(200)  # late console messages
+                        if shots:
+                            shot = shots / (page_name.replace("/", "_").removesuffix(".html") + ".png")
+                            await page.screenshot(path=str(shot), timeout=15_000)
+                    except Exception as err:
+                        problems.append(f"{type(err).__name__}: {str(err).splitlines()[0][:300]}")
+                    finally:
+                        await context.close()
+                    if seen:
+                        problems += [f"maths not rendered: {m!r}" for m in seen["unrendered"]]
+                        problems += [f"maths error: {m!r}" for m in seen["mathErrors"]]
+                        problems += [f"TeX left in the text: {m!r}" for m in seen["raw"]]
+                        problems += [f"image not loaded: {src}" for src in seen["images"]]
+                        problems += [f"broken link: {b}" for b in broken_links(seen["links"], server.url, folder, cache)]
+                    results[page_name] = {**seen, "problems": list(dict.fromkeys(problems)), "base": server.url}
+
+                gate = asyncio.Semaphore(3)
+
+                async def gated(name):
+                    async with gate:
+                        await one(name)
+
+                await asyncio.gather(*(gated(p) for p in pages))
+            finally:
+                await browser.close()
+    return results
+
+
+# --------------------------------------------------------------------------------------------
+# Fixtures: one build, one browser pass
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    started = time.monotonic()
+    html_dir = build_site.build(tmp_path_factory.mktemp("site"))
+    print(f"\nsite built in {time.monotonic() - started:.1f} s")
+    return html_dir
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        _skip_or_fail("the site's browser test needs the playwright package (pip install -r requirements.txt)")
+    path = _chromium()
+    if not path:
+        _skip_or_fail("Chromium is not installed (apt-get install chromium fonts-dejavu-core)")
+    return path
+
+
+@pytest.fixture(scope="module")
+def seen(site, chromium):
+    if ARTIFACTS.exists():
+        shutil.rmtree(ARTIFACTS)
+    ARTIFACTS.mkdir(parents=True)
+    started = time.monotonic()
+    results = asyncio.run(inspect_pages(site, PAGES, chromium, ARTIFACTS))
+    print(f"\nsite: {len(PAGES)} pages checked in Chromium in {time.monotonic() - started:.1f} s; screenshots in "
+          f"{ARTIFACTS.relative_to(ROOT)}/")
+    return results
+
+
+# --------------------------------------------------------------------------------------------
+# The build
+# --------------------------------------------------------------------------------------------
+
+
+def test_every_page_is_built_and_needs_no_network(site):
+    for page in PAGES:
+        assert (site / page).is_file(), f"{page} was not built"
+    remote = re.compile(r"""<(?:script|link|img|iframe|source)\b[^>]*\b(?:src|href)=["'](?:https?:)?//""", re.I)
+    for page in site.rglob("*.html"):
+        text = page.read_text()
+        assert not remote.search(text), f"{page.relative_to(site)} loads {remote.search(text).group(0)!r} from the network"
+        assert "application/vnd.jupyter.widget-state+json" not in text, f"{page.name}: widget state (needs a CDN)"
+    assert (site / "_static" / "mathjax" / "tex-chtml.js").is_file(), "MathJax is not in the site"
+
+
+def test_landing_page_lists_the_lessons_in_order(site):
+    index = (site / "index.html").read_text()
+    main = index[index.index("<main"):]
+    order = [m for m in re.findall(r'href="lessons/(\d\d_[a-z0-9_]+)\.html"', main)]
+    assert order, "the landing page links no lesson"
+    firsts = list(dict.fromkeys(order))
+    assert firsts == LESSONS, f"the course map and table of contents should list {LESSONS} in order, not {firsts}"
+    for stem in LESSONS:
+        title = build_site.lesson_info(nbformat.read(ROOT / "solutions" / f"{stem}.ipynb", 4))["short"]
+        assert title.split("·")[-1].strip()[:20] in re.sub(r"<[^>]+>", "", main), f"the map lacks {stem}'s title"
+
+
+@pytest.mark.parametrize("stem", LESSONS)
+def test_lesson_page_has_launch_links_exercises_and_figures(stem, site):
+    page = (site / "lessons" / f"{stem}.html").read_text()
+    exercise_nb = f"notebooks/{stem}.ipynb"
+    for url in (colab_url(exercise_nb), binder_url(exercise_nb)):
+        assert f'href="{url.replace("&", "&amp;")}"' in page, f"no launch link {url}"
+    nb = nbformat.read(ROOT / "solutions" / f"{stem}.ipynb", 4)
+    ids = sorted(set(CHECK_CALL.findall("\n".join(c.source for c in nb.cells if c.cell_type == "code"))))
+    boxes = re.findall(r'class="[^"]*\bcourse-exercise\b[^"]*">\s*<p class="admonition-title">Exercise (\d\d\.\d+)', page)
+    solved = [c for c in nb.cells if c.cell_type == "code" and "### BEGIN SOLUTION" in c.source]
+    assert len(boxes) == len(solved) and set(boxes) <= set(ids), f"exercise boxes {boxes}, exercises {ids}"
+    downloads = set(re.findall(r'href="\.\./(_downloads/[0-9a-f]+/' + stem + r'\.ipynb)"', page))
+    assert len(downloads) == 1, f"the exercise boxes should link the exercise notebook: {downloads}"
+    assert (site / downloads.pop()).read_bytes() == (ROOT / exercise_nb).read_bytes()
+    stored = sum(1 for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {}))
+    shown = len(re.findall(r'<img[^>]+src="\.\./_images/', page))
+    assert shown >= stored, f"{stored} figures stored in the notebook, {shown} on the page"
+
+
+# --------------------------------------------------------------------------------------------
+# In the browser
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_renders_in_the_browser(page, seen):
+    result = seen[page]
+    assert not result["problems"], f"{page} ({ARTIFACTS.relative_to(ROOT)}):\n- " + "\n- ".join(result["problems"])
+
+
+@pytest.mark.parametrize("stem", LESSONS)
+def test_lesson_maths_is_typeset(stem, seen):
+    result = seen[f"lessons/{stem}.html"]
+    nb = nbformat.read(ROOT / "solutions" / f"{stem}.ipynb", 4)
+    if any("$" in c.source for c in nb.cells if c.cell_type == "markdown"):
+        assert result["mathCount"] > 0 and result["typeset"] == result["mathCount"], result
+
+
+def test_the_checks_catch_each_fault(tmp_path, site, chromium):
+    """A page with unrendered maths, a missing image, broken links, a console error and a remote request fails."""
+    (tmp_path / "_static").symlink_to(site / "_static", target_is_directory=True)
+    (tmp_path / "ok.html").write_text('<html><body><main><p id="here">fine</p></main></body></html>')
+    (tmp_path / "bad.html").write_text("""<!DOCTYPE html><html><head>
+<script>window.MathJax = {tex: {inlineMath: [['\\\\(', '\\\\)']]}, options: {processHtmlClass: 'math'}};</script>
+<script defer src="_static/mathjax/tex-chtml.js"></script></head><body><main>
+<p>good <span class="math notranslate nohighlight">\\(x^2\\)</span>, bad <span class="math notranslate">\\(\\frac{1}\\)</span></p>
+<p>raw dollars: $q k^T$ here</p>
+<div class="math notranslate">plain words, no delimiters</div>
+<img src="missing.png" alt="missing"><img src="https://example.org/remote.png" alt="remote">
+<a href="nowhere.html">a</a> <a href="ok.html#here">b</a> <a href="ok.html#gone">c</a> <a href="https://example.org/">external</a>
+<script>console.error("boom"); setTimeout(() => { throw new Error("late"); }, 0);</script>
+</main></body></html>""")
+    problems = asyncio.run(inspect_pages(tmp_path, ["bad.html", "ok.html"], chromium))
+    bad, ok = problems["bad.html"]["problems"], problems["ok.html"]["problems"]
+    text = "\n".join(bad)
+    assert not ok, ok
+    assert "maths error: 'Missing argument for" in text, bad  # a TeX error: \frac{1} lacks its denominator
+    assert "maths not rendered: 'plain words" in text, bad  # a .math MathJax did not typeset
+    assert "TeX left in the text: '$q k^T$'" in text, bad
+    assert "image not loaded: missing.png" in text and "HTTP 404" in text, bad
+    assert "a request outside the site: https://example.org/remote.png" in text, bad
+    assert "broken link: nowhere.html (no such file)" in text and "broken link: ok.html#gone (no such anchor)" in text, bad
+    assert "ok.html#here" not in text and "example.org/ " not in text, bad
+    assert "console error: boom" in text and "uncaught exception: late" in text, bad
