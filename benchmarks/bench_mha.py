@@ -1,4 +1,4 @@
-"""Multi-head attention: forward + backward, batch 8, d_model 128, 4 heads (median of 10, ms)
+"""Multi-head attention: forward + backward, batch 8, d_model 128, 4 heads (ms: median (min-max) of 10, one thread)
 
 Lesson 05's module (utils.attention.MultiHeadAttention, which always returns every head's weights)
 against torch.nn.MultiheadAttention with and without its weights returned, and against the same
@@ -12,31 +12,19 @@ forces them to be built and kept, as the course's module does.
 """
 from __future__ import annotations
 
-import time
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from benchmarks.timing import fmt_spread, load, spread, times
 
 B, D, H = 8, 128, 4
 LENGTHS = (64, 128, 256, 512)
 
 
-def _median_times(fns: dict, repeat: int = 10) -> dict:
-    """Median seconds of each fn, measured in turns so that a busy machine slows them alike."""
-    for fn in fns.values():  # warm-up
-        fn()
-    times = {name: [] for name in fns}
-    for _ in range(repeat):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: sorted(t)[len(t) // 2] for name, t in times.items()}
-
-
 def measure(L: int, repeat: int = 10) -> dict:
-    """Seconds per forward + backward of each implementation on self-attention over (B, L, D)."""
+    """Seconds per forward + backward of each implementation on self-attention over (B, L, D):
+    ``{name: [seconds of each repeat]}``."""
     from utils.attention import MultiHeadAttention, copy_into_torch_mha
 
     torch.manual_seed(0)
@@ -55,21 +43,22 @@ def measure(L: int, repeat: int = 10) -> dict:
         "torch, no weights": lambda: theirs(x, x, x, need_weights=False)[0].sum().backward(),
         "fused": lambda: fused().sum().backward(),
     }
-    return _median_times(fns, repeat)
+    return times(fns, repeat)
 
 
 def table() -> list[str]:
     rows = ["| sequence length | course MultiHeadAttention | nn.MultiheadAttention, weights | "
             "nn.MultiheadAttention, no weights | projections + F.scaled_dot_product_attention | "
-            "course / nn (both with weights) | weights stored (MiB) |",
-            "|---:|---:|---:|---:|---:|---:|---:|"]
+            "course / nn (both with weights, medians) | weights stored (MiB) | load |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|"]
     print(*rows, sep="\n", flush=True)
     for L in LENGTHS:
         t = measure(L)
         weights_mib = B * H * L * L * 4 / 2**20  # float32 (B, h, L, L), kept for the backward pass
-        rows.append(f"| {L} | {1e3 * t['course']:.2f} | {1e3 * t['torch, weights']:.2f} | "
-                    f"{1e3 * t['torch, no weights']:.2f} | {1e3 * t['fused']:.2f} | "
-                    f"{t['course'] / t['torch, weights']:.2f} | {weights_mib:.1f} |")
+        ratio = spread(t["course"])[1] / spread(t["torch, weights"])[1]
+        rows.append(f"| {L} | {fmt_spread(t['course'])} | {fmt_spread(t['torch, weights'])} | "
+                    f"{fmt_spread(t['torch, no weights'])} | {fmt_spread(t['fused'])} | "
+                    f"{ratio:.2f} | {weights_mib:.1f} | {load():.1f} |")
         print(rows[-1], flush=True)
     return rows
 
