@@ -10,7 +10,10 @@ the quick setting), and saved with its outputs.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import re
 import sys
 import time
 
@@ -18,7 +21,43 @@ import jupytext
 import nbformat
 from nbclient import NotebookClient
 
-from tools.make_exercises import ROOT, main as make_exercises
+from tools.make_exercises import ROOT, main as make_exercises, stable_cell_ids
+
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def stable_widget_ids(nb, name: str):
+    """Rename the widgets' model ids (random in each kernel) after their order in the notebook, in place.
+
+    The new id of the k-th model, in the order the outputs and then the models' references reach
+    them, is 32 hex digits of the SHA-1 of ``name`` and ``k``: the same widgets built again get
+    the same ids, so an unchanged lesson's widget state does not change in a rebuild.
+    """
+    state = nb.metadata.get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
+    if not state:
+        return nb
+    order: list = []
+
+    def visit(model_id):
+        if model_id in state and model_id not in order:
+            order.append(model_id)
+            refs = re.findall(r"IPY_MODEL_([0-9a-f]{32})", json.dumps(state[model_id], sort_keys=True))
+            for ref in refs:
+                visit(ref)
+
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            view = out.get("data", {}).get(WIDGET_VIEW)
+            if view:
+                visit(view.get("model_id"))
+    for model_id in sorted(state, key=lambda m: json.dumps(state[m], sort_keys=True)):  # models no output shows
+        visit(model_id)
+    new = {old: hashlib.sha1(f"{name}:{k}".encode()).hexdigest()[:32] for k, old in enumerate(order)}
+    text = re.sub(r"[0-9a-f]{32}", lambda m: new.get(m.group(0), m.group(0)), json.dumps(nb))
+    renamed = nbformat.from_dict(json.loads(text))
+    nb.metadata, nb.cells = renamed.metadata, renamed.cells
+    return nb
 
 
 def build(py_path) -> float:
@@ -32,6 +71,7 @@ def build(py_path) -> float:
     NotebookClient(nb, timeout=900, kernel_name="python3", record_timing=False,
                    resources={"metadata": {"path": str(py_path.parent)}}).execute()
     seconds = time.perf_counter() - start
+    stable_widget_ids(stable_cell_ids(nb), py_path.stem)  # reviewable: a rebuild keeps every id
     nbformat.write(nb, py_path.with_suffix(".ipynb"))
     jupytext.write(nb, py_path, fmt="py:percent")  # keep the text file's header in step
     return seconds

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import re
 import sys
 from pathlib import Path
@@ -87,9 +88,30 @@ def add_nbgrader_metadata(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return nb
 
 
+def stable_cell_ids(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Give every cell an id derived from its type and source, in place, so that a rebuild keeps them.
+
+    nbformat (and jupytext, reading a text file) draw a random id for each new cell, so each build
+    rewrote every id: a two-line change reviewed as hundreds of changed lines. The id is the first
+    8 hex digits of the SHA-1 of the cell's type and source; a repeated cell gets ``-2``, ``-3``...
+    An edited cell gets a new id, as it would in a review anyway.
+    """
+    seen: dict = {}
+    for cell in nb.cells:
+        base = hashlib.sha1(f"{cell.cell_type}\n{cell.source}".encode()).hexdigest()[:8]
+        seen[base] = seen.get(base, 0) + 1
+        cell["id"] = base if seen[base] == 1 else f"{base}-{seen[base]}"
+    return nb
+
+
 def exercise_notebook(solution_nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """The exercise version of a solution notebook: skeletons instead of solutions, no outputs."""
-    nb = add_nbgrader_metadata(copy.deepcopy(solution_nb))
+    """The exercise version of a solution notebook: skeletons instead of solutions, no outputs.
+
+    Its cells keep the ids of the solution's cells (derived from the solution's sources), and the
+    widget state the solution run saved is dropped: the exercise notebook has no outputs to show it.
+    """
+    nb = add_nbgrader_metadata(stable_cell_ids(copy.deepcopy(solution_nb)))
+    nb.metadata.pop("widgets", None)
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.source = strip_solutions(cell.source)
