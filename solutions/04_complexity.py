@@ -44,12 +44,39 @@
 # %%
 # Setup: runs unchanged locally, on Binder and on Colab.
 import os
+import subprocess
 import sys
 
-if "google.colab" in sys.modules:  # Colab has PyTorch already: fetch only the course code
-    if not os.path.isdir("attention-transformers"):
-        os.system("git clone --depth 1 https://github.com/attention-course/attention-transformers")
-    sys.path.insert(0, "attention-transformers")
+COURSE_REPO = "attention-course/attention-transformers"  # where the course is published (a fork: python -m tools.retarget OWNER/NAME)
+COURSE_REF = "main"  # the branch or tag this notebook belongs to
+
+
+def fetch_course(repo=COURSE_REPO, ref=COURSE_REF):
+    """On Colab: clone the course's code (not PyTorch: Colab's own is kept) and return its folder."""
+    folder = repo.split("/")[-1]
+    if os.path.isfile(os.path.join(folder, "utils", "__init__.py")):
+        return folder  # fetched by an earlier run of this cell
+    if os.path.exists(folder):
+        raise RuntimeError(f"./{folder} exists but holds no course code: delete it (!rm -rf {folder}) and run this cell again.")
+    url = f"https://github.com/{repo}"
+    clone = ["git", "clone", "--quiet", "--depth", "1", url, folder]
+    done = subprocess.run([*clone[:-2], "--branch", ref, *clone[-2:]], capture_output=True, text=True)
+    if done.returncode and "not found in upstream" in done.stderr:  # no such branch or tag (any more)
+        print(f"⚠️ {repo} has no {ref!r}: using its default branch, which may not match this notebook.")
+        done = subprocess.run(clone, capture_output=True, text=True)
+    if done.returncode or not os.path.isfile(os.path.join(folder, "utils", "__init__.py")):
+        raise RuntimeError(
+            f"Could not fetch the course's code from {url}: {done.stderr.strip()[-300:] or 'the clone has no utils/'}\n"
+            "* No network? Colab needs the internet to fetch it: check the connection, then run this cell again.\n"
+            f"* A fork? This notebook fetches {repo}: set COURSE_REPO above to OWNER/NAME (in the fork, "
+            "`python -m tools.retarget OWNER/NAME` does it in every lesson).\n"
+            "* A private repository? Colab cannot clone it without your credentials: make it public, or upload "
+            f"the course's folder as ./{folder} (Files pane) and run this cell again.")
+    return folder
+
+
+if "google.colab" in sys.modules:  # Colab: fetch the course's code; install nothing
+    sys.path.insert(0, fetch_course())
 else:
     sys.path.insert(0, os.path.abspath(".."))  # the repository root, for `import utils`
 
