@@ -17,6 +17,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Sequence
 
+import numpy as np
 import torch
 
 PAD, SOS, EOS = 0, 1, 2
@@ -211,3 +212,119 @@ class DateTask:
 
     def __repr__(self) -> str:
         return f"DateTask({len(self.formats)} formats, {len(self.vocab)} characters)"
+
+
+# ----------------------------------------------------------------- lesson 08: real text
+# Pure-Python modules of the standard library that exist, as source files, on Python 3.10 to 3.13
+# (none of them was removed by PEP 594 or turned into a package in those versions). Their source
+# is read from the running interpreter: nothing is downloaded, and every learner has one.
+STDLIB_MODULES = (
+    "argparse", "ast", "base64", "bisect", "calendar", "cmd", "code", "collections",
+    "configparser", "contextlib", "copy", "csv", "dataclasses", "difflib", "doctest", "enum",
+    "fnmatch", "fractions", "ftplib", "functools", "getopt", "gettext", "glob", "gzip", "heapq",
+    "hmac", "html.parser", "http.client", "inspect", "ipaddress", "json.decoder", "json.encoder",
+    "locale", "logging", "mailbox", "mimetypes", "numbers", "operator", "optparse", "pickle",
+    "pprint", "queue", "random", "reprlib", "sched", "selectors", "shutil", "smtplib",
+    "socketserver", "statistics", "string", "subprocess", "tarfile", "tempfile", "textwrap",
+    "threading", "timeit", "tokenize", "traceback", "typing", "unittest.case", "urllib.parse",
+    "uuid", "warnings", "weakref",
+)
+UNK = "<unk>"
+
+
+def module_source(name: str) -> str:
+    """The source text of module ``name`` as the running interpreter has it (found by importlib, not imported)."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        spec = None
+    origin = getattr(spec, "origin", None)
+    if origin == "frozen":  # a module frozen into the interpreter (e.g. os) may still have its source file
+        origin = getattr(getattr(spec, "loader_state", None), "filename", None)
+    if spec is None or not origin or not origin.endswith(".py"):
+        raise FileNotFoundError(
+            f"the module {name!r} has no Python source file in this interpreter ({origin or 'not found'}); "
+            "the corpus needs the standard library's .py files (some minimal installations ship only "
+            "compiled files): pass another list of modules, or install the full standard library")
+    with open(origin, encoding="utf-8") as f:
+        return f.read()
+
+
+class TextCorpus:
+    """Character-level text for language modelling, split into training and validation *by file*.
+
+    ``texts``: ``{name: text}``; every ``validation_every``-th name in sorted order goes to
+    validation (a deterministic split, so no file is in both). The vocabulary is the characters of
+    the training split, sorted, after ``<unk>`` (id 0), which stands for any character the training
+    split does not contain.
+
+    * ``train``, ``val``: the two splits encoded, 1-D int64 tensors (files joined by a blank line);
+    * ``encode(text) -> (L,) ids`` and ``decode(ids) -> str`` (``<unk>`` shows as U+FFFD);
+    * ``batch(split, batch_size, length, generator) -> (B, length)`` windows at random offsets.
+    """
+
+    def __init__(self, texts: dict, *, validation_every: int = 8):
+        if len(texts) < 2:
+            raise ValueError("need at least two files: one for training, one for validation")
+        if validation_every < 2:
+            raise ValueError("validation_every must be at least 2")
+        names = sorted(texts)
+        self.val_names = [n for i, n in enumerate(names) if i % validation_every == validation_every - 1]
+        self.train_names = [n for n in names if n not in self.val_names]
+        if not self.val_names:
+            self.val_names, self.train_names = names[-1:], names[:-1]
+        train_text = "\n\n".join(texts[n] for n in self.train_names)
+        val_text = "\n\n".join(texts[n] for n in self.val_names)
+        self.itos = [UNK] + sorted(set(train_text))
+        self.stoi = {c: i for i, c in enumerate(self.itos)}
+        self._codes = np.array([ord(c) for c in self.itos[1:]], dtype=np.int64)  # sorted code points of ids 1..V-1
+        self.train, self.val = self.encode(train_text), self.encode(val_text)
+
+    @classmethod
+    def from_modules(cls, modules=STDLIB_MODULES, **kwargs) -> "TextCorpus":
+        """The source files of ``modules`` (default :data:`STDLIB_MODULES`), read from this interpreter."""
+        return cls({name: module_source(name) for name in modules}, **kwargs)
+
+    def __len__(self) -> int:
+        return len(self.itos)
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.itos)
+
+    def encode(self, text: str) -> torch.Tensor:
+        """A string -> (L,) int64 ids; a character outside the vocabulary becomes ``<unk>`` (0)."""
+        codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.int64)  # one code point each
+        where = np.searchsorted(self._codes, codes).clip(max=len(self._codes) - 1)  # its place in the vocabulary
+        ids = np.where(self._codes[where] == codes, where + 1, 0)  # 0 = <unk> where the character is not there
+        return torch.from_numpy(ids)
+
+    def decode(self, ids) -> str:
+        """Ids -> a string; ``<unk>`` is shown as the replacement character U+FFFD."""
+        ids = ids.tolist() if torch.is_tensor(ids) else ids
+        return "".join("\ufffd" if i == 0 else self.itos[i] for i in ids)
+
+    def split(self, name: str) -> torch.Tensor:
+        if name not in ("train", "val"):
+            raise ValueError(f"split must be 'train' or 'val', not {name!r}")
+        return self.train if name == "train" else self.val
+
+    def batch(self, split: str, batch_size: int, length: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``batch_size`` windows of ``length`` consecutive characters of ``split``, at random offsets: (B, length)."""
+        data = self.split(split)
+        if length > len(data):
+            raise ValueError(f"windows of {length} characters do not fit in the {split} split ({len(data)} characters)")
+        starts = torch.randint(0, len(data) - length + 1, (batch_size,), generator=generator)
+        return data[starts[:, None] + torch.arange(length)]  # (B, length)
+
+    def windows(self, split: str, length: int, max_windows: int | None = None) -> torch.Tensor:
+        """The split cut into consecutive, non-overlapping windows of ``length``: (N, length), in order."""
+        data = self.split(split)
+        n = len(data) // length if max_windows is None else min(len(data) // length, max_windows)
+        return data[: n * length].view(n, length)
+
+    def __repr__(self) -> str:
+        return (f"TextCorpus({len(self.train_names)} training files, {len(self.train):,} characters; "
+                f"{len(self.val_names)} validation files, {len(self.val):,} characters; {len(self)} symbols)")
