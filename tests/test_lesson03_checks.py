@@ -52,7 +52,7 @@ def test_sdpa_reference_and_a_correct_variant_pass():
     import torch.nn.functional as F
 
     def via_torch(q, k, v, mask=None):
-        eye = torch.eye(k.shape[-2]).expand(*k.shape[:-2], k.shape[-2], k.shape[-2])
+        eye = torch.eye(k.shape[-2], dtype=q.dtype).expand(*k.shape[:-2], k.shape[-2], k.shape[-2])
         weights = F.scaled_dot_product_attention(q, k, eye, attn_mask=mask)
         return weights @ v, weights
 

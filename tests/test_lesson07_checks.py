@@ -126,6 +126,63 @@ def test_decoder_block_mistakes():
     fails_with("07.1", DecoderLayer(8, 2, 16), "class itself")
 
 
+class CrossOnResidual(_Block):
+    """Cross-attention over the residual stream x (not memory), with the target's mask."""
+
+    def forward(self, x, memory, tgt_mask=None, memory_mask=None):
+        sa, _, ff = self.sublayers(x, memory, tgt_mask, memory_mask)
+        x = x + sa(self.norm1(x)) if self.norm_first else self.norm1(x + sa(x))
+        x = x + self._ca(self.norm2(x), x, memory_mask) if self.norm_first else self.norm2(x + self._ca(x, x, memory_mask))
+        return x + ff(self.norm3(x)) if self.norm_first else self.norm3(x + ff(x))
+
+
+class SharedNorms(_Block):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.norm3 = self.norm2
+
+
+class SelfAttentionOnMemory(_Block):
+    def forward(self, x, memory, tgt_mask=None, memory_mask=None):
+        _, ca, ff = self.sublayers(x, memory, tgt_mask, memory_mask)
+        return self.run(x, (lambda h: self._sa_on(h, memory, memory_mask), ca, ff), (self.norm1, self.norm2, self.norm3),
+                        self.norm_first)
+
+    def _sa_on(self, h, memory, mask):
+        out, w = self.self_attn(h, memory, memory, mask)
+        self.last_self_weights = w.detach()
+        return out
+
+
+class DetachedFeedForward(_Block):
+    def forward(self, x, memory, tgt_mask=None, memory_mask=None):
+        sa, ca, ff = self.sublayers(x, memory, tgt_mask, memory_mask)
+        return self.run(x, (sa, ca, lambda h: ff(h).detach()), (self.norm1, self.norm2, self.norm3), self.norm_first)
+
+
+class CallsSelfAttnDirectly(_Block):
+    def forward(self, x, memory, tgt_mask=None, memory_mask=None):
+        _, ca, ff = self.sublayers(x, memory, tgt_mask, memory_mask)
+        sa = lambda h: self.self_attn(h, h, h, tgt_mask)[0]  # noqa: E731
+        return self.run(x, (sa, ca, ff), (self.norm1, self.norm2, self.norm3), self.norm_first)
+
+
+class HalfDone(_Block):
+    def forward(self, x, memory, tgt_mask=None, memory_mask=None):
+        # YOUR CODE HERE
+        raise NotImplementedError()
+
+
+def test_decoder_block_reliances_and_structural_mistakes():
+    fails_with("07.1", CrossOnResidual, "from `memory`")
+    fails_with("07.1", SharedNorms, "same module object")
+    fails_with("07.1", SelfAttentionOnMemory, "self-attention must attend over the target")
+    fails_with("07.1", DetachedFeedForward, "gradient")
+    fails_with("07.1", CallsSelfAttnDirectly, "last_self_weights")
+    # __init__ written, forward still the skeleton: half done, a fail that says so (not "not attempted")
+    fails_with("07.1", HalfDone, "still raises NotImplementedError")
+
+
 # ---- 07.2 the shift and the loss
 def _loss(shift="right", start=SOS, reduce="tokens", log=True, sign=1, dim=-1, detach=False):
     def loss(model, src, src_lengths, tgt):
@@ -201,8 +258,51 @@ def test_greedy_decode_mistakes():
     fails_with("07.3", _decode(keep_sos=True), "do not include")
     fails_with("07.3", _decode(extra=3, stop=False), "more than max_len")
     fails_with("07.3", lambda m, s, l, n: torch.zeros(s.shape[0], n), "token ids")
-    # running to max_len (PAD after EOS) is as right as stopping early
-    assert utils.check("07.3", _decode(stop=False))
+    # the docstring: "Stops as soon as every row has produced EOS"
+    fails_with("07.3", _decode(stop=False), "went on after every row")
+
+
+def _decode_loop(stop="all", eos_first=False, max_steps=True, prefix=True, dtype=torch.long):
+    @torch.no_grad()
+    def decode(model, src, src_lengths, max_len):
+        memory, src_mask = model.encode(src, src_lengths)
+        ys = torch.full((src.shape[0], 1), SOS, dtype=torch.long)
+        finished = torch.zeros(src.shape[0], dtype=torch.bool)
+        out, step = [], 0
+        while (step < max_len) if max_steps else not finished.all():
+            step += 1
+            token = model.decode(ys if prefix else ys[:, -1:], memory, src_mask)[:, -1].argmax(-1)
+            if eos_first:
+                finished |= token == EOS
+            out.append(torch.where(finished, PAD, token))
+            finished |= token == EOS
+            if (finished.any() if stop == "any" else finished.all()):
+                break
+            ys = torch.cat([ys, token[:, None]], dim=1)
+        return torch.stack(out, 1).to(dtype)
+    return decode
+
+
+def test_greedy_decode_structural_mistakes_are_named():
+    assert utils.check("07.3", _decode_loop())
+    fails_with("07.3", _decode_loop(stop="any"), "every* row")
+    fails_with("07.3", _decode_loop(eos_first=True), "`<eos>` itself was replaced by pad")
+    fails_with("07.3", _decode_loop(prefix=False), "whole prefix")
+    fails_with("07.3", _decode_loop(dtype=torch.int32), "torch.long")
+
+
+def test_greedy_decode_terminates_and_does_not_recurse():
+    # a loop that ignores max_len: one check case never produces EOS, the counted decoder stops it at once
+    result = fails_with("07.3", _decode_loop(max_steps=False), "more than max_len")
+    fails_with("07.3", lambda model, src, src_lengths, max_len: model.generate(src, src_lengths, max_len),
+               "recursion never ends")
+
+    def changes_src(model, src, src_lengths, max_len):
+        src_lengths.clamp_(max=2)
+        return lesson07.greedy_decode(model, src, src_lengths, max_len)
+
+    fails_with("07.3", changes_src, "in place")
+    assert result.status == "fail"
 
 
 @pytest.mark.parametrize("id", ["07.1", "07.2", "07.3"])
@@ -227,8 +327,8 @@ def test_reference_decoding_matches_the_models_generate():
 def test_decoding_checks_have_rows_finishing_at_different_steps():
     """Otherwise "PAD after EOS" and "stop when all are finished" would go untested."""
     early = 0
-    for V, B, S, max_len, seed in lesson07._DECODE_CASES:
-        model = lesson07._decoding_model(V, seed)
+    for V, B, S, max_len, seed, eos in lesson07._DECODE_CASES[:-1]:  # the last case never produces EOS
+        model = lesson07._decoding_model(V, seed, eos)
         src, src_lengths, _ = lesson07._pairs(V, B, S, 2, seed)
         ids = lesson07.greedy_decode(model, src, src_lengths, max_len)
         early += ids.shape[1] < max_len

@@ -1,4 +1,23 @@
-"""Exercises of lesson 01, the LSTM bottleneck: 01.1 encoder, 01.2 shift_right, 01.3 decoder, 01.4 greedy decoding."""
+"""Exercises of lesson 01, the LSTM bottleneck: 01.1 encoder, 01.2 shift_right, 01.3 decoder, 01.4 greedy decoding.
+
+What the rest of the lesson relies on (each stated in the skeleton's docstring, each checked below):
+
+01.1 Encoder(vocab_size, emb_dim, hidden_dim)
+  * layers named ``embedding`` (padding_idx=PAD) and ``lstm`` (batch_first=True): the check loads the course's
+    weights by name, and lesson 02 reads ``encoder.embedding``;
+  * forward(src (B, S), src_lengths (B,)) -> outputs (B, S, H) even when the batch is padded past its longest
+    sequence (``total_length``), and (h, c) each (1, B, H), the state after each row's last real token;
+  * outputs float, with a gradient (it is trained); src_lengths left unchanged.
+01.2 shift_right(tgt, sos=SOS): a new (B, T) tensor of tgt's dtype, sos first; tgt unchanged.
+01.3 Decoder(vocab_size, emb_dim, hidden_dim)
+  * layers ``embedding``, ``lstm`` (batch_first=True), ``out`` = Linear(hidden_dim, vocab_size);
+  * forward(inputs (B, T), state) -> (logits (B, T, V), new state (h, c)): raw logits, the state carried.
+01.4 greedy_decode(model, src, src_lengths, max_len)
+  * uses ``model.encoder`` and ``model.decoder`` only: ``model.generate`` calls it (no recursion);
+  * ids (B, L) torch.long, L <= max_len; terminates after max_len steps even when a row never gives EOS;
+  * each row keeps its EOS and has PAD after it; it does not stop before every row has finished;
+  * deterministic (argmax), and the input tensors are left unchanged.
+"""
 from __future__ import annotations
 
 import torch
@@ -28,7 +47,8 @@ def _expect_batch_first(module, what):
            "create it with `nn.LSTM(..., batch_first=True)`.")
 
 
-@exercise("01.1", "the encoder and its final state", reference=rnn.Encoder, difficulty=2, minutes=15, hints=[
+@exercise("01.1", "the encoder and its final state", reference=rnn.Encoder, difficulty=2, minutes=15,
+          on_timeout="an LSTM loop over the positions that never ends", hints=[
     "Two layers: `nn.Embedding(vocab_size, emb_dim, padding_idx=PAD)` and `nn.LSTM(emb_dim, hidden_dim, batch_first=True)`. "
     "The LSTM returns `outputs, (h, c)`.",
     "The sequences of a batch have different lengths. If the LSTM runs over the padding, the final state of a short "
@@ -38,22 +58,32 @@ def _expect_batch_first(module, what):
     "total_length=src.shape[1])` gives back `(outputs, lengths)`; return `outputs, (h, c)`.",
 ])
 def check_encoder(Candidate):
-    for V, E, H, B, S, seed in [(13, 8, 16, 5, 7, 0), (9, 6, 12, 3, 4, 1), (20, 4, 10, 2, 1, 2)]:
+    # the last case is a batch padded past its longest sequence, as a DataLoader may pad to a fixed length
+    for V, E, H, B, S, seed, extra in [(13, 8, 16, 5, 7, 0, 0), (9, 6, 12, 3, 4, 1, 0), (20, 4, 10, 2, 1, 2, 0),
+                                       (11, 5, 8, 3, 4, 3, 2)]:
         torch.manual_seed(seed)
         ref = rnn.Encoder(V, E, H)
         cand = instantiate(Candidate, V, E, H)
         copy_weights(ref, cand, "Your Encoder")
         _expect_batch_first(cand, "Encoder")
         src, lengths = _source_batch(B, S, V, seed)
+        if extra:
+            src, S = F.pad(src, (0, extra), value=PAD), S + extra
+        before = lengths.clone()
         out = cand(src, lengths)
+        expect(torch.equal(lengths, before), "Your Encoder changed `src_lengths` in place; leave its inputs unchanged.")
         expect(isinstance(out, tuple) and len(out) == 2,
                "forward should return a pair `(outputs, (h, c))`, as nn.LSTM does.")
         outputs, state = out
         expect(isinstance(state, tuple) and len(state) == 2,
                "The second item should be the LSTM's final state `(h, c)`, a pair of tensors.")
         h, c = state
+        got_shape = tuple(getattr(outputs, "shape", ()))
         expect_shape(outputs, (B, S, H), "outputs",
-                     "Did you create the LSTM with batch_first=True?" if tuple(getattr(outputs, "shape", ())) == (S, B, H) else "")
+                     "Did you create the LSTM with batch_first=True?" if got_shape == (S, B, H) else
+                     f"This batch is padded to S = {S}, past its longest sequence ({int(lengths.max())}): "
+                     "pad_packed_sequence pads only to the longest one unless you pass `total_length=src.shape[1]`."
+                     if extra and got_shape == (B, S - extra, H) else "")
         expect_shape(h, (1, B, H), "h", "Return h as nn.LSTM gives it: (num_layers, B, hidden_dim).")
         expect_shape(c, (1, B, H), "c", "Return c as nn.LSTM gives it: (num_layers, B, hidden_dim).")
         want_outputs, (want_h, want_c) = ref(src, lengths)
@@ -66,6 +96,8 @@ def check_encoder(Candidate):
         real = (torch.arange(S) < lengths[:, None])[..., None]  # (B, S, 1): padding positions may hold anything
         expect_close(outputs * real, want_outputs * real, "outputs at the real (non-padding) positions",
                      otherwise="outputs should be the LSTM's output at every position of the embedded source.")
+        expect(outputs.is_floating_point() and outputs.requires_grad,
+               "outputs has no gradient: the encoder is trained through it (no torch.no_grad(), .detach() or .data).")
 
 
 @exercise("01.2", "teacher forcing: shift the target right", reference=rnn.shift_right, difficulty=1, minutes=5, hints=[
@@ -104,7 +136,8 @@ def check_shift_right(candidate):
         raise Mistake("shift_right(tgt) should be `sos` followed by tgt without its last token.")
 
 
-@exercise("01.3", "the decoder, started from the context vector", reference=rnn.Decoder, difficulty=2, minutes=10, hints=[
+@exercise("01.3", "the decoder, started from the context vector", reference=rnn.Decoder, difficulty=2, minutes=10,
+          on_timeout="a loop over the positions that never ends", hints=[
     "Three layers: an embedding, an LSTM (batch_first=True) and `nn.Linear(hidden_dim, vocab_size)` named `out`.",
     "Pass the given `state` to the LSTM as its initial state: `outputs, state = self.lstm(x, state)`. "
     "That state is the encoder's context vector v, the decoder's only view of the source.",
@@ -132,35 +165,82 @@ def check_decoder(Candidate):
             "Return logits (raw scores), not probabilities: remove the softmax; the loss applies it.": want.softmax(-1),
             "Return logits (raw scores), not log-probabilities: remove the log_softmax; the loss applies it.": want.log_softmax(-1),
         })
-        expect(isinstance(new_state, tuple) and len(new_state) == 2 and close(new_state[0], want_state[0]),
+        expect(isinstance(new_state, tuple) and len(new_state) == 2 and close(new_state[0], want_state[0])
+               and close(new_state[1], want_state[1]),
                "Return the LSTM's new state `(h, c)` as the second item: greedy decoding carries it to the next step.")
+        expect(logits.requires_grad, "The logits have no gradient: the decoder is trained through them "
+               "(no torch.no_grad(), .detach() or .data in forward).")
+        # one token at a time, carrying the state, gives what the whole input gives at once (generation relies on it)
+        step_state, steps = state, []
+        for t in range(T):
+            step_logits, step_state = cand(inputs[:, t:t + 1], step_state)
+            steps.append(step_logits)
+        expect(close(torch.cat(steps, 1), want),
+               "Fed one token at a time (T = 1, as in greedy decoding), carrying the returned state, your decoder "
+               "does not give the logits of the whole input at once.")
 
 
 def _decode_mutants(model, src, lengths, max_len):
     """Outputs of realistic greedy-decoding mistakes: name -> ids."""
-    def run(start_token, carry_state, pad_after_eos):
+    def run(start_token=SOS, carry_state=True, pad_after_eos=True, eos_overwritten=False, feed_first=False):
         _, enc_state = model.encoder(src, lengths)
         state = enc_state
         token = torch.full((src.shape[0], 1), start_token)
+        first = token
         finished = torch.zeros(src.shape[0], dtype=torch.bool)
         out = []
         for _ in range(max_len):
-            logits, new_state = model.decoder(token, state)
+            logits, new_state = model.decoder(first if feed_first else token, state)
             state = new_state if carry_state else enc_state
             token = logits.argmax(-1)
+            if eos_overwritten:
+                finished |= token[:, 0] == EOS
             out.append(torch.where(finished[:, None], PAD, token) if pad_after_eos else token)
             finished |= token[:, 0] == EOS
         return torch.cat(out, 1)
 
     return {
-        "The first input must be `<sos>` (SOS), the token the decoder was trained to start from.": run(PAD, True, True),
+        "The first input must be `<sos>` (SOS), the token the decoder was trained to start from.": run(PAD),
         "Carry the decoder's state from step to step: each step must continue from the previous one, "
-        "not restart from the encoder's state.": run(SOS, False, True),
-        "After a sequence has produced `<eos>` it is finished: fill the rest of its row with PAD.": run(SOS, True, False),
+        "not restart from the encoder's state.": run(carry_state=False),
+        "After a sequence has produced `<eos>` it is finished: fill the rest of its row with PAD.": run(pad_after_eos=False),
+        _EOS_OVERWRITTEN: run(eos_overwritten=True),
+        "Feed back the token just generated: every step gets `<sos>` as its input here, so the decoder never sees "
+        "its own previous guess.": run(feed_first=True),
     }
 
 
-@exercise("01.4", "greedy decoding", reference=rnn.greedy_decode, difficulty=2, minutes=15, hints=[
+_EOS_OVERWRITTEN = ("Each row's `<eos>` itself was replaced by PAD: mark a row finished *after* writing its token "
+                    "(`out.append(torch.where(finished, PAD, token))`, then `finished |= token == EOS`), so that the "
+                    "EOS stays and only what comes after it is PAD.")
+_RECURSION = ("Your greedy_decode calls `model.generate`, but in this lesson `model.generate` calls greedy_decode: "
+              "that recursion never ends. Write the loop with `model.encoder` and `model.decoder`.")
+_STOPPED_EARLY = ("Your loop stopped when the first row produced `<eos>`, but the other rows were not finished. "
+                  "Stop only when *every* row has finished (`if finished.all(): break`), or run to max_len.")
+
+
+class _DecodingModel(rnn.BottleneckSeq2Seq):
+    """The course's model, whose generate (the lesson's calls greedy_decode) must not be used."""
+
+    def generate(self, *args, **kwargs):
+        raise Mistake(_RECURSION)
+
+
+def _count_calls(module, limit: int, message: str):
+    """A forward pre-hook that raises ``Mistake(message)`` on the call after ``limit``. -> the hook's handle."""
+    calls = [0]
+
+    def hook(mod, args):
+        calls[0] += 1
+        if calls[0] > limit:
+            raise Mistake(message)
+
+    return module.register_forward_pre_hook(hook)
+
+
+@exercise("01.4", "greedy decoding", reference=rnn.greedy_decode, difficulty=2, minutes=15,
+          on_timeout="a decoding loop that ignores max_len (e.g. `while not finished.all()`), which never ends when "
+                     "a row never produces EOS", hints=[
     "Encode once. Start every sequence with a (B, 1) column of SOS, and loop `max_len` times: run the decoder on the "
     "last token with the current state, take the argmax as the next token, feed it back.",
     "Keep a boolean `finished` per row: once a row has produced EOS, write PAD in it from then on. "
@@ -169,22 +249,39 @@ def _decode_mutants(model, src, lengths, max_len):
 ])
 def check_greedy_decode(candidate):
     callable_candidate(candidate, "greedy_decode")
-    for V, B, S, max_len, seed in [(12, 6, 5, 8, 0), (10, 4, 3, 6, 3), (15, 3, 4, 5, 5)]:
+    # eos: how much more likely EOS is made; the last case never produces EOS, so only max_len ends the loop
+    for V, B, S, max_len, seed, eos in [(12, 6, 5, 8, 0, 1.0), (10, 4, 3, 6, 3, 1.0), (15, 3, 4, 5, 5, 1.0),
+                                        (9, 3, 4, 5, 6, -1e4)]:
         torch.manual_seed(seed)
-        model = rnn.BottleneckSeq2Seq(V, 8, 16).eval()
+        model = _DecodingModel(V, 8, 16).eval()
         with torch.no_grad():
             for p in model.parameters():  # larger weights: outputs that depend strongly on token and state
                 p.mul_(3)
-            model.decoder.out.bias[EOS] += 1.0  # make EOS likely, so that rows finish at different steps
+            model.decoder.out.bias[EOS] += eos  # EOS likely (rows finish at different steps), or impossible
         src, lengths = _source_batch(B, S, V, seed)
+        inputs = (src.clone(), lengths.clone())
+        handle = _count_calls(model.decoder, 2 * max_len + 2,
+                              f"Your loop ran the decoder more than max_len = {max_len} times: it must stop after "
+                              "max_len steps even when a row never produces `<eos>` (an untrained model often never "
+                              "does). Loop `for _ in range(max_len)`.")
+        try:
+            with torch.no_grad():
+                got = candidate(model, src, lengths, max_len)
+        finally:
+            handle.remove()
+        expect(torch.equal(src, inputs[0]) and torch.equal(lengths, inputs[1]),
+               "greedy_decode changed `src` or `src_lengths` in place; leave its inputs unchanged.")
         with torch.no_grad():
-            got = candidate(model, src, lengths, max_len)
             want = rnn.greedy_decode(model, src, lengths, max_len)
         expect_tensor(got, "greedy_decode(...)")
         expect(got.dim() == 2 and got.shape[0] == B,
                f"greedy_decode should return ids of shape (B, L) = ({B}, L); got {tuple(got.shape)}.")
         expect(got.shape[1] <= max_len, f"The output has {got.shape[1]} steps, more than max_len={max_len}.")
         expect(not got.is_floating_point(), "Return token ids (argmax over the vocabulary), not scores.")
+        expect(got.dtype == torch.long, f"Return the ids as torch.long (what argmax gives), not {got.dtype}.")
+        L = got.shape[1]
+        if 0 < L < want.shape[1] and torch.equal(got, want[:, :L]) and bool((got == EOS).any()):
+            raise Mistake(_STOPPED_EARLY)
         if got.shape[1] > 0 and (got[:, 0] == SOS).all() and not (want[:, 0] == SOS).all():
             raise Mistake("Do not include the starting `<sos>` in the output: return only the generated tokens.")
         full = F.pad(got, (0, max_len - got.shape[1]), value=PAD)

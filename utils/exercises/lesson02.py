@@ -1,5 +1,21 @@
 """Exercises of lesson 02, additive attention: 02.1 AdditiveAttention, 02.2 the attention decoder step,
-02.3 Luong's dot and general scores."""
+02.3 Luong's dot and general scores.
+
+What the rest of the lesson relies on (each stated in the skeleton's docstring, each checked below):
+
+02.1 AdditiveAttention(query_dim, key_dim, attn_dim)
+  * layers ``W_q``, ``W_k``, ``w_v``, Linear without bias: the model computes ``attention.W_k(enc)`` once;
+  * forward(query (B, Dq), keys (B, S, Dk), mask (B, S) bool True = may attend, projected_keys) ->
+    (context (B, Dk), weights (B, S)); rows sum to 1; padding has no influence; ``projected_keys`` used when given;
+  * a fully masked row gives zero weights and a zero context, never NaN;
+  * the inputs (query, keys, mask, projected_keys) are left unchanged: the model reuses projected_keys
+    at every step, so an in-place ``+=`` on it corrupts the next step.
+02.2 AttentionDecoder(vocab_size, emb_dim, hidden_dim, attn_dim)
+  * layers ``embedding``, ``attention`` (an AdditiveAttention), ``cell`` (LSTMCell), ``out``;
+  * forward(token (B,), state, enc_outputs, mask, projected_keys=None) -> (logits (B, V), (h, c), weights (B, S));
+    the state and the inputs are left unchanged; logits carry a gradient.
+02.3 luong_score(query, keys, W=None) -> scores (B, S), both the dot and the general case; inputs unchanged.
+"""
 from __future__ import annotations
 
 import math
@@ -10,7 +26,7 @@ from utils import rnn
 from utils.data import PAD
 from utils.exercises import exercise
 from utils.exercises.checking import (Mistake, callable_candidate, close, copy_weights, expect, expect_close,
-                                      expect_finite, expect_shape, expect_tensor, instantiate)
+                                      expect_finite, expect_same_gradients, expect_shape, expect_tensor, instantiate)
 
 
 def _mask(B: int, S: int, seed: int):
@@ -90,6 +106,7 @@ def check_additive_attention(Candidate):
         cand = instantiate(Candidate, Dq, Dk, A)
         copy_weights(ref, cand, "Your AdditiveAttention")
         query, keys, mask = torch.randn(B, Dq), torch.randn(B, S, Dk), _mask(B, S, seed)
+        inputs = (query.clone(), keys.clone(), mask.clone())
         try:
             out = cand(query, keys, mask)
         except RuntimeError as err:
@@ -104,6 +121,9 @@ def check_additive_attention(Candidate):
                               "so that they are (B, S) like the mask.") from None
             raise Mistake(_BROADCAST) from None
         expect(isinstance(out, tuple) and len(out) == 2, "forward should return a pair `(context, weights)`.")
+        for name, now, then in zip(("query", "keys", "mask"), (query, keys, mask), inputs):
+            expect(torch.equal(now, then), f"Your forward changed its input `{name}` in place (an in-place operation "
+                   "such as `+=`, `.mul_()` or `masked_fill_` on it): compute new tensors instead; the caller reuses its inputs.")
         context, weights = out
         want_context, want_weights = ref(query, keys, mask)
         expect_tensor(context, "context")
@@ -128,12 +148,20 @@ def check_additive_attention(Candidate):
         c2, w2 = cand(query, noisy, mask)
         expect(close(c2, want_context) and close(w2, want_weights),
                "Changing the keys at padded positions changed the output: padding must have no influence at all.")
+        # The lesson trains it: the same gradients as the course's (an in-place op or a .detach() shows here).
+        expect_same_gradients(cand, ref, lambda: cand(query, keys, mask)[0], lambda: ref(query, keys, mask)[0],
+                              "Your AdditiveAttention's context")
         # Without a mask every position counts.
         c3, w3 = cand(query, keys)
         expect(close(w3, ref(query, keys)[1]), "With mask=None (the default), attend to every position.")
         # projected_keys, when given, replaces W_k(keys): the decoder computes it once per sequence.
         projected = torch.randn(B, S, A)
+        projected_before = projected.clone()
         c4, w4 = cand(query, keys, mask, projected)
+        expect(torch.equal(projected, projected_before),
+               "Your forward changed `projected_keys` in place (e.g. `projected_keys += self.W_q(query)[:, None]`): the "
+               "model computes it once per sequence and passes the same tensor at every step, so the next step would "
+               "get the wrong keys. Write `projected_keys + ...`, a new tensor.")
         rc4, rw4 = ref(query, keys, mask, projected)
         if close(w4, want_weights) and not close(rw4, want_weights):
             raise Mistake("`projected_keys` is ignored: when it is given, use it instead of computing W_k(keys) again.")
@@ -199,7 +227,11 @@ def check_attention_decoder(Candidate):
         state = (torch.randn(B, H), torch.randn(B, H))
         enc, mask = torch.randn(B, S, H), _mask(B, S, seed)
         keys = ref.attention.W_k(enc)
+        inputs = (token.clone(), state[0].clone(), state[1].clone(), enc.clone(), mask.clone(), keys.detach().clone())
         out = cand(token, state, enc, mask, keys)
+        expect(all(torch.equal(a, b) for a, b in zip((token, state[0], state[1], enc, mask, keys.detach()), inputs)),
+               "Your step changed one of its inputs in place (token, state, enc_outputs, mask or projected_keys): the "
+               "model passes the same tensors at every step, so compute new tensors instead.")
         expect(isinstance(out, tuple) and len(out) == 3, "forward should return `(logits, (h, c), weights)`.")
         logits, new_state, weights = out
         expect(isinstance(new_state, tuple) and len(new_state) == 2,
@@ -215,6 +247,10 @@ def check_attention_decoder(Candidate):
             otherwise="Feed [emb(y_{i-1}); c_i] to the LSTM cell, then compute the logits from [s_i; c_i].")
         expect(close(new_state[0], want_h) and close(new_state[1], want_c),
                "Return the LSTM cell's new state `(h, c)` as the second item: the next step continues from it.")
+        expect(logits.requires_grad, "The logits have no gradient: the decoder is trained through them "
+               "(no torch.no_grad(), .detach() or .data in forward).")
+        expect_same_gradients(cand, ref, lambda: cand(token, state, enc, mask)[0], lambda: ref(token, state, enc, mask)[0],
+                              "Your decoder step's logits")
         # without projected_keys, the attention computes them itself
         logits2, _, _ = cand(token, state, enc, mask)
         expect(close(logits2, want_logits), "Called without `projected_keys` (its default None), the step should "
@@ -238,7 +274,11 @@ def check_luong_score(candidate):
             if kind == "dot" and Dq != Dk:
                 continue
             w = None if kind == "dot" else W
+            inputs = (query.clone(), keys.clone(), W.clone())
             got = candidate(query, keys) if w is None else candidate(query, keys, w)
+            expect(all(torch.equal(a, b) for a, b in zip((query, keys, W), inputs)),
+                   f"luong_score ({kind}) changed one of its inputs in place (e.g. `query @= W`): compute a new "
+                   "tensor (`query = query @ W` rebinds the name, it does not change the caller's tensor).")
             want = rnn.luong_score(query, keys, w)
             expect_tensor(got, f"luong_score ({kind})")
             if tuple(got.shape) == (B, Dk) and S != Dk:

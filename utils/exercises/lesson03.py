@@ -1,5 +1,21 @@
 """Exercises of lesson 03, queries, keys and values: 03.1 scaled dot-product attention, 03.2 the causal mask,
-03.3 a padding mask from lengths, 03.4 a self-attention layer with three projections."""
+03.3 a padding mask from lengths, 03.4 a self-attention layer with three projections.
+
+What the rest of the lesson (and lessons 05 to 07, which call it again) relies on; each is stated in the
+skeleton's docstring or the exercise's text and checked below:
+
+03.1 scaled_dot_product_attention(q, k, v, mask=None)
+  * any number of leading batch dims; returns (output (..., Lq, d_v), weights (..., Lq, Lk)) in that order;
+  * a bool mask broadcasting against the scores, True = may attend; a fully masked row gives zeros, not NaN;
+  * the dtype of its inputs (the lesson compares with F.scaled_dot_product_attention in float64);
+  * large scores do not overflow (softmax, not exp / sum); q, k, v and mask are not changed in place;
+  * gradients reach q, k and v (the model trains through it).
+03.2 causal_mask(n, device=None): (n, n) bool, True on and below the diagonal, on ``device``.
+03.3 padding_mask(lengths, max_len): (B, max_len) bool, True at the real positions; lengths unchanged.
+03.4 SelfAttention(d_model, d_k=None)
+  * layers ``W_q``, ``W_k``, ``W_v`` = Linear(d_model, d_k, bias=False): the widget reads ``attention.W_q`` ...;
+  * forward(x, mask=None) -> (output (B, L, d_k), weights (B, L, L)); gradients reach every projection.
+"""
 from __future__ import annotations
 
 import math
@@ -9,8 +25,8 @@ import torch.nn as nn
 
 from utils import attention
 from utils.exercises import exercise
-from utils.exercises.checking import (Mistake, callable_candidate, copy_weights, expect, expect_close, expect_finite,
-                                      expect_shape, expect_tensor, instantiate)
+from utils.exercises.checking import (Mistake, callable_candidate, close, copy_weights, expect, expect_close,
+                                      expect_finite, expect_same_gradients, expect_shape, expect_tensor, instantiate)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -84,7 +100,16 @@ def _sdpa_mistakes(q, k, v, mask):
 
 def _call_sdpa(candidate, q, k, v, mask, what):
     """Run the candidate and check that it returns (output, weights) of the right shapes."""
+    inputs = [t.clone() for t in (q, k, v)] + ([mask.clone()] if mask is not None else [])
     out = candidate(q, k, v) if mask is None else candidate(q, k, v, mask)
+    for name, now, then in zip(("q", "k", "v", "mask"), (q, k, v, mask), inputs):
+        if not torch.equal(now, then):
+            if name == "q" and torch.allclose(now, then / math.sqrt(q.shape[-1])):
+                raise Mistake("Your function divided `q` itself by sqrt(d_k), in place (`q.div_(...)` or `q /= ...`): "
+                              "the caller's query changes at every call. Scale the scores instead, "
+                              "`q @ k.transpose(-2, -1) / math.sqrt(d_k)`, a new tensor.")
+            raise Mistake(f"Your function changed its input `{name}` in place (`{name}.div_()`, `{name} /= ...`, "
+                          f"`{name}.masked_fill_(...)`): the caller reuses it. Compute new tensors instead.")
     expect(isinstance(out, tuple) and len(out) == 2,
            "scaled_dot_product_attention should return a pair `(output, weights)`"
            + (", not a single tensor." if torch.is_tensor(out) else f", not {type(out).__name__}."))
@@ -193,6 +218,38 @@ def check_sdpa(candidate):
     expect(_same(row_w, torch.zeros_like(row_w)) and _same(row_out, torch.zeros_like(row_out)),
            "A query whose keys are all masked should get all-zero weights and a zero output (see the docstring).")
     _diagnose_sdpa(output, weights, q, k, v, mask, "with a fully masked row")
+    # 7. float64 in, float64 out (the lesson compares with PyTorch in double precision).
+    q, k, v = torch.randn(2, 3, 4, dtype=torch.float64), torch.randn(2, 5, 4, dtype=torch.float64), torch.randn(2, 5, 3, dtype=torch.float64)
+    output, weights = _call_sdpa(candidate, q, k, v, _random_mask((2, 3, 5), 6), "float64 inputs")
+    expect(output.dtype == torch.float64 and weights.dtype == torch.float64,
+           f"With float64 inputs your function returns {output.dtype} / {weights.dtype}: keep the inputs' dtype "
+           "(no torch.tensor(...) or .float() inside).")
+    # 8. Large scores (a confident query): softmax is stable, exp(scores) / sum overflows to inf / inf = NaN.
+    q, k, v = 40 * torch.randn(2, 3, 8), 40 * torch.randn(2, 6, 8), torch.randn(2, 6, 3)
+    output, weights = _call_sdpa(candidate, q, k, v, None, "large scores (q and k scaled by 40)")
+    if torch.isnan(weights).any() or torch.isinf(weights).any():
+        raise Mistake("With large scores your weights are NaN or infinite: exp(score) overflows. Use torch.softmax "
+                      "(it subtracts each row's maximum first).")
+    _diagnose_sdpa(output, weights, q, k, v, None, "with large scores")
+    # 9. The model trains through it: gradients reach q, k and v, as the course's do.
+    q, k, v = (torch.randn(2, L, d, requires_grad=True) for L, d in ((3, 4), (5, 4), (5, 3)))
+    mask = _random_mask((2, 3, 5), 7)
+    weight = torch.randn(2, 3, 3)
+    try:
+        ((candidate(q, k, v, mask)[0]) * weight).sum().backward()
+    except RuntimeError as err:
+        if "inplace" in str(err) or "in-place" in str(err) or "does not require grad" in str(err):
+            raise Mistake("Backpropagation through your attention fails: an in-place operation (`masked_fill_`, "
+                          "`.div_()`, `weights[...] = 0`) changed a tensor the gradient needs, or the output was "
+                          f"detached ({err}). Use out-of-place forms.") from None
+        raise
+    got = [t.grad for t in (q, k, v)]
+    q2, k2, v2 = (t.detach().clone().requires_grad_() for t in (q, k, v))
+    (attention.scaled_dot_product_attention(q2, k2, v2, mask)[0] * weight).sum().backward()
+    for name, g, want in zip("qkv", got, (q2.grad, k2.grad, v2.grad)):
+        expect(g is not None and close(g, want, atol=1e-4, rtol=1e-3),
+               f"The gradient with respect to `{name}` is wrong or missing: is something detached (.detach(), .data), "
+               "or changed in place?")
 
 
 # ----------------------------------------------------------------------------- 03.2
@@ -298,7 +355,7 @@ def _self_attention_mistakes(ref, x, mask):
     }
 
 
-@exercise("03.4", "a self-attention layer", reference=attention.SelfAttention, difficulty=2, minutes=10, hints=[
+@exercise("03.4", "a self-attention layer", reference=attention.SelfAttention, difficulty=1, minutes=10, hints=[
     "Self-attention: the queries, keys and values are three linear maps of the *same* input x. Create "
     "`self.W_q`, `self.W_k`, `self.W_v` = `nn.Linear(d_model, d_k, bias=False)`, with d_k = d_model when it is None.",
     "forward computes Q = self.W_q(x), K = self.W_k(x), V = self.W_v(x), each (B, L, d_k), and hands them to your "
@@ -344,6 +401,7 @@ def check_self_attention(Candidate):
             expect_close(weights, want_w, f"weights ({what})",
                          otherwise="The weights are softmax(Q K^T / sqrt(d_k)) with Q = x W_q and K = x W_k.")
             expect_close(output, want_out, f"output ({what})", otherwise="The output is weights @ V with V = x W_v.")
+        expect_same_gradients(cand, ref, lambda: cand(x, masks[1])[0], lambda: ref(x, masks[1])[0], "Your SelfAttention's output")
         # A property, not only values: without positions, permuting the inputs permutes the outputs the same way.
         perm = torch.arange(L).flip(0)
         out_p, _ = cand(x[:, perm])

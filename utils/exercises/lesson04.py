@@ -5,6 +5,11 @@ The candidates are counting functions of integers. A checker compares them with 
 mistakes give (the factor 2 of a multiply-add forgotten, Q K^T counted but not A V, n where n^2
 belongs, ...), and otherwise says how the learner's count *grows* with n and d, without printing
 the expected number.
+
+What the rest of the lesson relies on (stated in the docstrings, checked below): each function returns one
+finite number (a Python int or float; a 0-d tensor or NumPy scalar works too), equal to the course's count at
+every size; 04.1 and 04.2 also for float arguments (the plot evaluates them at n = r * d for fractional r),
+so a formula of n and d, not a ``range(n)`` loop; 04.3 uses its ``batch`` and ``bytes_per_element`` keywords.
 """
 from __future__ import annotations
 
@@ -72,6 +77,21 @@ def _call_nd(candidate, n, d):
     return _number(candidate(n, d), "your function")
 
 
+def _expect_float_sizes(candidate, reference) -> None:
+    """The lesson's plot calls the count with a float n (n = r * d): it must work and agree there too."""
+    n, d = 2.5 * 64, 64.0
+    try:
+        value = _number(candidate(n, d), "your function")
+    except Mistake:
+        raise
+    except Exception as err:
+        raise Mistake(f"Your function fails for n = {n}, a float ({type(err).__name__}: {err}): the lesson's plot "
+                      "evaluates the counts at fractional n / d. Write the count as a formula of n and d "
+                      "(no `range(n)` loop, no integer-only operations).") from None
+    expect(_same(value, reference(n, d)), f"Your function gives a different count for n = {n}, a float (the lesson's "
+           "plot uses fractional n / d): write it as a formula of n and d, without rounding (no // or int()).")
+
+
 # ----------------------------------------------------------------- 04.1 self-attention FLOPs
 @exercise("04.1", "the FLOPs of a self-attention layer", reference=cost.attention_flops, difficulty=1, minutes=10, hints=[
     "Write down every matrix product with its shapes: three projections (n, d) @ (d, d), then "
@@ -85,6 +105,7 @@ def check_attention_flops(candidate):
     values = {s: _call_nd(candidate, *s) for s in _SIZES}
     want = {s: cost.attention_flops(*s) for s in _SIZES}
     if all(_same(values[s], want[s]) for s in _SIZES):
+        _expect_float_sizes(candidate, cost.attention_flops)
         return
     ref = cost.attention_flops
     _diagnose(values, want, {
@@ -129,6 +150,7 @@ def check_lstm_flops(candidate):
     values = {s: _call_nd(candidate, *s) for s in _SIZES}
     want = {s: cost.lstm_flops(*s) for s in _SIZES}
     if all(_same(values[s], want[s]) for s in _SIZES):
+        _expect_float_sizes(candidate, cost.lstm_flops)
         return
     _diagnose(values, want, {
         "Your count is half the course's. Either a multiply-add was counted as 1 FLOP (it is 2: a product "
@@ -161,7 +183,7 @@ def _call_memory(candidate, n, d, batch=1, bytes_per_element=4):
     return _number(candidate(n, d, batch=batch, bytes_per_element=bytes_per_element), "your function")
 
 
-@exercise("04.3", "the memory of naive attention", reference=cost.attention_memory, difficulty=2, minutes=10, hints=[
+@exercise("04.3", "the memory of naive attention", reference=cost.attention_memory, difficulty=1, minutes=10, hints=[
     "List the tensors that softmax(Q K^T / sqrt(d)) V creates, with their shapes: the scores S, the weights A "
     "and the output. Q, K and V are its inputs: they are not counted.",
     "S and A are both (batch, n, n) and exist at the same time (the softmax writes a new tensor); the output "

@@ -4,6 +4,20 @@ The checks compare the learner's module with ``torch.nn.MultiheadAttention`` giv
 (copied across with :func:`utils.attention.copy_into_torch_mha`), on several shapes including
 cross-attention (``Lq != Lk``), with every mask form of the lesson. When the values differ, they
 compare with the outputs of the classic mistakes (:func:`mistaken_mha`) to name the one made.
+
+What the rest of the lesson (and lessons 06 and 07, which build on it) relies on; each is stated in the
+skeleton's docstring and checked below:
+
+05.1 split_heads(x (B, L, D), h) -> (B, h, L, D/h), head i = features i*d .. (i+1)*d - 1 (as nn.MultiheadAttention);
+     merge_heads its exact inverse (B, L, D); x unchanged; works on attention's contiguous output.
+05.2 MultiHeadAttention(d_model, num_heads)
+  * ``self.num_heads`` (lesson 05's heads_off, ViewBugAttention and lesson 07 read it) and four
+    ``nn.Linear(d_model, d_model)`` with bias named q_proj, k_proj, v_proj, out_proj (copied into PyTorch's);
+  * forward(query, key, value, mask) -> (output (B, Lq, D), weights (B, h, Lq, Lk)), equal to
+    nn.MultiheadAttention for every mask form: (B, Lk), (Lq, Lk), (B, Lq, Lk), (B, 1, Lk) and 4-D;
+  * a fully masked query gets zero weights and the output ``out_proj.bias`` exactly, never NaN;
+  * an ambiguous 2-D mask (B == Lq > 1) raises ValueError;
+  * gradients reach every projection as the course's do (the lesson trains it).
 """
 from __future__ import annotations
 
@@ -14,7 +28,8 @@ import torch.nn as nn
 
 from utils import attention
 from utils.exercises import exercise
-from utils.exercises.checking import Mistake, callable_candidate, close, copy_weights, expect, expect_close, expect_shape, expect_tensor, instantiate
+from utils.exercises.checking import (Mistake, callable_candidate, close, copy_weights, expect, expect_close,
+                                      expect_same_gradients, expect_shape, expect_tensor, instantiate)
 
 # --------------------------------------------------------------------------------------- 05.1
 _NO_TRANSPOSE_SPLIT = ("Your heads mix positions: `x.view(B, h, L, d)` (or reshape) reads the memory in the order of "
@@ -219,6 +234,9 @@ def check_mha(Candidate):
         ref = attention.MultiHeadAttention(D, h)
         cand = instantiate(Candidate, D, h)
         copy_weights(ref, cand, "Your MultiHeadAttention")
+        expect(getattr(cand, "num_heads", None) == h,
+               f"Keep the number of heads as `self.num_heads` (the docstring's name): later cells read "
+               f"`module.num_heads`; yours has {getattr(cand, 'num_heads', 'no such attribute')!r}.")
         theirs = attention.copy_into_torch_mha(ref, nn.MultiheadAttention(D, h, batch_first=True))
         g = torch.Generator().manual_seed(100 + seed)
         q, k, v = torch.randn(B, Lq, D, generator=g), torch.randn(B, Lk, D, generator=g), torch.randn(B, Lk, D, generator=g)
@@ -251,3 +269,44 @@ def check_mha(Candidate):
             expect_close(output, want, f"The output {where}",
                          mistakes=None if close(output, want) else _mistakes(ref, q, k, v, mask, False),
                          otherwise="The weights are right: check how the heads are combined (merge, then out_proj).")
+        _expect_fully_masked_row(cand, ref, q, k, v)
+        expect_same_gradients(cand, ref, lambda: cand(q, k, v)[0],
+                              lambda: ref(q, k, v)[0], "Your MultiHeadAttention's output")
+    _expect_ambiguous_mask_refused(Candidate)
+
+
+def _expect_fully_masked_row(cand, ref, q, k, v) -> None:
+    """A query that may attend to nothing: zero weights, output out_proj.bias exactly (the lesson asserts it)."""
+    B, Lq, Lk = q.shape[0], q.shape[1], k.shape[1]
+    mask = torch.ones(B, Lq, Lk, dtype=torch.bool)
+    mask[0, 0] = False
+    output, weights = cand(q, k, v, mask)
+    if torch.isnan(weights).any() or torch.isnan(output).any():
+        raise Mistake("A query whose keys are all masked gives NaN (softmax of a row of -inf is 0/0), and NaN spreads "
+                      "through every later layer. Use lesson 03's scaled_dot_product_attention, which gives such a "
+                      "query zero weights, instead of your own masked_fill(-inf) and softmax.")
+    want_out, want_w = ref(q, k, v, mask)
+    row = weights[0, :, 0].detach()
+    if torch.is_tensor(row) and close(row, torch.full_like(row, 1 / Lk)):
+        raise Mistake("A query whose keys are all masked spreads its weight evenly over them: the masked scores are "
+                      "filled with a large negative number instead of float('-inf'), so masked values leak into its "
+                      "output. Use lesson 03's scaled_dot_product_attention (it gives such a query zero weights).")
+    expect(close(weights, want_w) and close(output, want_out),
+           "A query whose keys are all masked should get all-zero weights in every head, so that its output is "
+           "exactly out_proj's bias (as lesson 03's scaled_dot_product_attention gives); yours differs.")
+
+
+def _expect_ambiguous_mask_refused(Candidate) -> None:
+    """A 2-D mask when B == Lq > 1 is either a padding or a shared mask: the docstring says it raises ValueError."""
+    torch.manual_seed(0)
+    module = Candidate(8, 2)
+    x = torch.randn(4, 4, 8)
+    try:
+        module(x, x, x, attention.causal_mask(4))
+    except ValueError:
+        return
+    except Exception as err:
+        raise Mistake(f"With a 2-D mask when B == Lq (here 4), your module raised {type(err).__name__}: {err}. The "
+                      "docstring asks for a ValueError that says what to pass instead (mask[:, None, :] or mask[None]).") from None
+    raise Mistake("A 2-D (4, 4) mask with B = Lq = 4 could be a padding mask or a shared one, and your module guessed. "
+                  "The docstring asks it to raise a ValueError that says what to pass instead: `_head_mask` decides.")

@@ -1,5 +1,17 @@
 """Exercises of lesson 06, the Transformer encoder: 06.1 sinusoidal positional encoding,
-06.2 layer_norm, 06.3 the encoder block (EncoderLayer)."""
+06.2 layer_norm, 06.3 the encoder block (EncoderLayer).
+
+What the rest of the lesson (and lesson 07) relies on; each is stated in the skeleton's docstring and checked:
+
+06.1 sinusoidal_positional_encoding(P, D) -> (P, D) in PyTorch's default dtype (added to float32 embeddings),
+     rows = positions from 0, sin at 2i and cos at 2i+1 with angle pos / 10000^(2i/D); deterministic.
+06.2 layer_norm(x, weight, bias, eps=1e-5): nn.LayerNorm's output for any leading shape, in float32 and
+     float64, the biased variance, eps inside the root; x unchanged.
+06.3 EncoderLayer.forward(x (B, S, D), mask=None (B, 1, S)) -> (B, S, D)
+  * pre-LN or post-LN as ``self.norm_first`` says, equal to nn.TransformerEncoderLayer with the same weights;
+  * self-attention through ``self._sa`` (it keeps ``last_self_weights`` for the heatmaps);
+  * the mask True = may attend (not PyTorch's True = padding); gradients reach every parameter.
+"""
 from __future__ import annotations
 
 import math
@@ -12,7 +24,7 @@ from utils import transformer
 from utils.attention import padding_mask
 from utils.exercises import exercise
 from utils.exercises.checking import (Mistake, callable_candidate, close, copy_weights, expect, expect_close,
-                                      expect_shape, expect_tensor, instantiate)
+                                      expect_same_gradients, expect_shape, expect_tensor, instantiate)
 
 
 # ----------------------------------------------------------------- 06.1 sinusoidal positional encoding
@@ -206,9 +218,17 @@ def _randomise(module: nn.Module, seed: int) -> nn.Module:
 
 
 def _variant(ref: transformer.EncoderLayer, x, mask, *, norm_first: bool, res_attn=True, res_ff=True,
-             norm_inside=False, swap_norms=False, norm_residual=False, use_mask=True):
+             norm_inside=False, swap_norms=False, norm_residual=False, use_mask=True, invert_mask=False,
+             ff_first=False):
     """The block computed with one realistic mistake, from the reference's own sublayers."""
     n1, n2 = (ref.norm2, ref.norm1) if swap_norms else (ref.norm1, ref.norm2)
+    if invert_mask and mask is not None:
+        mask = ~mask
+    if ff_first:  # the feed-forward sublayer first, with norm1, then self-attention with norm2
+        out = x
+        for sub, n in ((ref.ff, n1), (lambda h: ref.self_attn(h, h, h, mask)[0], n2)):
+            out = out + sub(n(out)) if norm_first else n(out + sub(out))
+        return out
 
     def sa(h):
         return ref.self_attn(h, h, h, mask if use_mask else None)[0]
@@ -248,6 +268,11 @@ def _block_mistakes(ref, x, mask, norm_first: bool) -> dict:
             v(swap_norms=True),
         "The padding mask is not passed to self-attention: padded keys leak into the real positions. "
         "Call `self._sa(..., mask)`.": v(use_mask=False),
+        "The mask is inverted: in this course True means *may attend* (True at the real tokens); "
+        "nn.TransformerEncoderLayer's src_key_padding_mask is the opposite (True = padding). Pass `mask` as it is.":
+            v(invert_mask=True) if mask is not None else None,
+        "The sublayers are in the wrong order: self-attention first (with norm1), then the feed-forward (with norm2).":
+            v(ff_first=True),
     }
     if norm_first:
         mistakes["In pre-LN the LayerNorm goes on the sublayer's *input*: x + Sublayer(LayerNorm(x)), not "
@@ -260,7 +285,8 @@ def _block_mistakes(ref, x, mask, norm_first: bool) -> dict:
     return mistakes
 
 
-@exercise("06.3", "the encoder block", reference=transformer.EncoderLayer, difficulty=2, minutes=15, hints=[
+@exercise("06.3", "the encoder block", reference=transformer.EncoderLayer, difficulty=2, minutes=15,
+          parts=("forward",), hints=[
     "Two sublayers, self-attention (`self._sa(h, mask)`) then feed-forward (`self.ff(h)`), each wrapped in a "
     "residual connection and a LayerNorm (`self.norm1` for attention, `self.norm2` for the feed-forward).",
     "post-LN (the paper, norm_first=False): x = LayerNorm(x + Sublayer(x)). pre-LN (norm_first=True): "
@@ -282,14 +308,28 @@ def check_encoder_layer(Candidate):
             pad = padding_mask(lengths, S)  # (B, S), True at real tokens
             mask = pad[:, None, :]  # (B, 1, S): no query attends to padding
             for m in (None, mask):
+                cand.last_self_weights = None
                 got = cand(x, m)
                 expect_shape(got, (B, S, D), "EncoderLayer(x, mask)", "The block keeps the shape of its input.")
                 want = ref(x, m)
                 real = pad[..., None] if m is not None else torch.ones(B, S, 1, dtype=torch.bool)
-                mistakes = {msg: out * real for msg, out in _block_mistakes(ref, x, m, norm_first).items()}
+                raw = {msg: out for msg, out in _block_mistakes(ref, x, m, norm_first).items() if out is not None}
+                mistakes = {msg: out * real for msg, out in raw.items()}
+                # an inverted mask leaves a row with no real key: its NaN must not hide the diagnosis
+                got_real = torch.nan_to_num(got, nan=1e6) * real
+                if not close(got_real, want * real):
+                    for msg, out in raw.items():
+                        if close(got_real, torch.nan_to_num(out, nan=1e6) * real):
+                            raise Mistake(msg)
                 expect_close(got * real, want * real, f"EncoderLayer(norm_first={norm_first})", mistakes=mistakes,
                              otherwise="pre-LN: x = x + SelfAttn(LN1(x)), then x + FF(LN2(x)); post-LN: "
                                        "x = LN1(x + SelfAttn(x)), then LN2(x + FF(x)).")
+                w = getattr(cand, "last_self_weights", None)
+                expect(torch.is_tensor(w) and tuple(w.shape) == (B, H, S, S),
+                       "Keep the self-attention weights in `self.last_self_weights` (B, h, S, S) for the heatmaps: call "
+                       "`self._sa(h, mask)`, which stores them, rather than `self.self_attn(...)` directly.")
+            expect_same_gradients(cand, ref, lambda: cand(x, mask) * pad[..., None], lambda: ref(x, mask) * pad[..., None],
+                                  f"Your EncoderLayer(norm_first={norm_first})")
             # the same weights in PyTorch's own layer give the same output (PyTorch's mask: True = padding)
             theirs = nn.TransformerEncoderLayer(D, H, FF, dropout=0.0, batch_first=True, norm_first=norm_first)
             transformer.copy_into_torch_encoder_layer(ref, theirs)

@@ -3,6 +3,22 @@
 
 The references of 07.2 and 07.3 live here (utils/transformer.py has the model; the loss and the
 decoding loop as free functions are this lesson's own).
+
+What the rest of the lesson relies on; each is stated in the skeleton's docstring and checked below:
+
+07.1 DecoderLayer(d_model, num_heads, d_ff, norm_first)
+  * layers self_attn, cross_attn, ff, norm1..3, each its own module (no sharing), and ``norm_first``:
+    ``use_your_decoder_block`` builds one per layer and the check copies weights by name;
+  * forward(x (B, T, D), memory (B, S, D), tgt_mask (1, T, T), memory_mask (B, 1, S)) -> (B, T, D), equal to
+    nn.TransformerDecoderLayer; causal (a later target position never changes an earlier output);
+  * cross-attention reads ``memory``; ``last_self_weights`` and ``last_cross_weights`` are kept (heatmaps);
+  * gradients reach every parameter (the lesson trains it).
+07.2 teacher_forcing_loss(model, src, src_lengths, tgt) -> a 0-d tensor with a gradient, the mean NLL over the
+     real target tokens; tgt unchanged; ``model(src, src_lengths, tgt)`` (teacher-forced logits) may be used.
+07.3 greedy_decode(model, src, src_lengths, max_len)
+  * only model.encode / model.decode: ``model.generate`` calls it (no recursion);
+  * ids (B, L) torch.long, L <= max_len; stops after max_len steps even when a row never gives EOS, and as
+    soon as every row has (not when the first row does); EOS kept, PAD after it; inputs unchanged.
 """
 from __future__ import annotations
 
@@ -14,7 +30,7 @@ from utils.attention import causal_mask
 from utils.data import EOS, PAD, SOS
 from utils.exercises import exercise
 from utils.exercises.checking import (Mistake, callable_candidate, close, copy_weights, expect, expect_close,
-                                      expect_finite, expect_shape, expect_tensor, instantiate)
+                                      expect_finite, expect_same_gradients, expect_shape, expect_tensor, instantiate)
 
 
 # ----------------------------------------------------------------- references of 07.2 and 07.3
@@ -57,31 +73,45 @@ def greedy_decode(model, src, src_lengths, max_len: int):
 
 
 # ----------------------------------------------------------------- 07.1 the decoder block
-def _layer_mutant(layer, x, memory, tgt_mask, memory_mask, *, causal=True, cross_from_memory=True,
+def _layer_mutant(layer, x, memory, tgt_mask, memory_mask, *, causal=True, cross_kv="memory", cross_mask="memory",
                   use_memory_mask=True, residual=True, pre_ln=None, norms=(1, 2, 3), order=("sa", "ca", "ff"),
-                  memory_normed=False):
-    """The output of ``layer`` (the reference's weights) computed with one realistic mistake."""
+                  memory_normed=False, self_attn_kv=None):
+    """The output of ``layer`` (the reference's weights) computed with one realistic mistake.
+
+    cross_kv: "memory" (right), "h" (the sublayer's input) or "x" (the residual stream) as cross-attention's keys
+    and values; cross_mask: "memory", "tgt" or None; self_attn_kv="memory": self-attention reading memory.
+    Returns None when the mistake cannot run (e.g. a (B, 1, S) mask against T keys).
+    """
     pre_ln = layer.norm_first if pre_ln is None else pre_ln
     norm = {i: getattr(layer, f"norm{n}") for i, n in zip((1, 2, 3), norms)}
     tmask = tgt_mask if causal else None
-    mmask = memory_mask if use_memory_mask else None
+    masks = {"memory": memory_mask if use_memory_mask else None, "tgt": tgt_mask, None: None}
 
-    def sub(kind, h):
+    def sub(kind, h, stream):
         if kind == "sa":
-            return layer.self_attn(h, h, h, tmask)[0]
+            kv = memory if self_attn_kv == "memory" else h
+            return layer.self_attn(h, kv, kv, memory_mask if self_attn_kv == "memory" else tmask)[0]
         if kind == "ca":
-            kv = (norm[2](memory) if memory_normed else memory) if cross_from_memory else h
-            return layer.cross_attn(h, kv, kv, mmask if cross_from_memory else tmask)[0]
+            kv = {"memory": norm[2](memory) if memory_normed else memory, "h": h, "x": stream}[cross_kv]
+            return layer.cross_attn(h, kv, kv, masks[cross_mask])[0]
         return layer.ff(h)
 
     slot = {"sa": 1, "ca": 2, "ff": 3}
-    for kind in order:
-        n = norm[slot[kind]]
-        if pre_ln:
-            x = (x if residual else 0) + sub(kind, n(x))
-        else:
-            x = n((x if residual else 0) + sub(kind, x))
+    try:
+        for kind in order:
+            n = norm[slot[kind]]
+            if pre_ln:
+                x = (x if residual else 0) + sub(kind, n(x), x)
+            else:
+                x = n((x if residual else 0) + sub(kind, x, x))
+    except (RuntimeError, ValueError):
+        return None
     return x
+
+
+_CROSS_ON_X = ("Cross-attention takes its keys and values from `memory` (the encoder's output), not from x: "
+               "`self._ca(h, memory, memory_mask)`, whose inside is cross_attn(h, memory, memory, memory_mask). "
+               "With keys from x the decoder never reads the source.")
 
 
 def _randomised_layer(d, h, ff, norm_first, seed):
@@ -107,7 +137,19 @@ def _randomised_layer(d, h, ff, norm_first, seed):
     "`return self.norm3(x + self.ff(x))`.",
 ])
 def check_decoder_layer(Candidate):
-    for d, h, ff, B, T, S, norm_first, seed in [(16, 4, 24, 3, 5, 6, True, 0), (12, 2, 20, 2, 4, 3, False, 1),
+    # Shapes first, with S != T: queries taken from memory show as one output per source position.
+    probe = instantiate(Candidate, 16, 4, 24, norm_first=True)
+    copy_weights(_randomised_layer(16, 4, 24, True, 0), probe, "Your DecoderLayer")
+    try:
+        shape = tuple(probe.eval()(torch.randn(3, 5, 16), torch.randn(3, 6, 16), causal_mask(5)[None]).shape)
+    except Exception:  # e.g. keys from x with the memory's mask: diagnosed below, where S == T lets it run
+        shape = None
+    if shape == (3, 6, 16):
+        raise Mistake("The output has one vector per *source* position: in cross-attention the queries come from "
+                      "the decoder (x), the keys and values from `memory`.")
+    # the first two have S == T, so that cross-attention over x instead of memory gives values (not an error)
+    for d, h, ff, B, T, S, norm_first, seed in [(16, 4, 24, 3, 5, 5, True, 3), (12, 2, 20, 2, 4, 4, False, 4),
+                                                (16, 4, 24, 3, 5, 6, True, 0), (12, 2, 20, 2, 4, 3, False, 1),
                                                 (8, 1, 16, 2, 6, 2, True, 2)]:
         ref = _randomised_layer(d, h, ff, norm_first, seed)
         cand = instantiate(Candidate, d, h, ff, norm_first=norm_first)
@@ -130,8 +172,10 @@ def check_decoder_layer(Candidate):
         expect_close(got, want, "the decoder block's output", mistakes={
             "Your self-attention ignores `tgt_mask`: every position sees the future target tokens, which at "
             "generation time do not exist yet. Pass tgt_mask to the self-attention.": m(causal=False),
-            "Cross-attention must take its keys and values from `memory` (the encoder output), not from x: "
-            "`self._ca(h, memory, memory_mask)` inside uses cross_attn(h, memory, memory, ...).": m(cross_from_memory=False),
+            **{_CROSS_ON_X + " " * i: m(cross_kv=kv, cross_mask=cm)  # one key per variant (the spaces do not show)
+               for i, (kv, cm) in enumerate((kv, cm) for kv in ("h", "x") for cm in ("tgt", None, "memory"))},
+            "Self-attention must attend over the target itself (queries, keys and values from x): yours reads "
+            "`memory`, which is cross-attention's job.": m(self_attn_kv="memory"),
             "Your cross-attention ignores `memory_mask`: the decoder attends to the source's padding.": m(use_memory_mask=False),
             "A residual connection is missing: each sublayer's output is *added* to its input.": m(residual=False),
             f"With norm_first={norm_first} the block is {pre}; you wrote {other}. Branch on self.norm_first.": m(pre_ln=not norm_first),
@@ -153,6 +197,13 @@ def check_decoder_layer(Candidate):
         expect(torch.is_tensor(w) and tuple(w.shape) == (B, h, T, S),
                "Keep the cross-attention weights in `self.last_cross_weights` (B, h, T, S): call `self._ca(...)`, "
                "which stores them, rather than `self.cross_attn(...)` directly.")
+        w = getattr(cand, "last_self_weights", None)
+        expect(torch.is_tensor(w) and tuple(w.shape) == (B, h, T, T),
+               "Keep the self-attention weights in `self.last_self_weights` (B, h, T, T): call `self._sa(...)`, "
+               "which stores them, rather than `self.self_attn(...)` directly.")
+        cand.train()  # the gradient (no dropout in this block)
+        expect_same_gradients(cand, ref, lambda: cand(x, memory, tgt_mask, memory_mask),
+                              lambda: ref(x, memory, tgt_mask, memory_mask), "Your DecoderLayer")
 
 
 # ----------------------------------------------------------------- 07.2 the shift and the loss
@@ -171,6 +222,9 @@ class _TinyModel(torch.nn.Module):
 
     def decode(self, tgt_in, memory, src_mask):
         return self.model.decode(tgt_in, memory, src_mask)
+
+    def forward(self, src, src_lengths, tgt):  # the lesson's models have it too: teacher-forced logits
+        return self.model(src, src_lengths, tgt)
 
 
 def _pairs(V, B, S, T, seed):
@@ -249,14 +303,16 @@ def check_teacher_forcing_loss(candidate):
 
 # ----------------------------------------------------------------- 07.3 greedy decoding
 def _decode_mutants(model, src, src_lengths, max_len):
-    def run(start=SOS, pad_after=True, last=True, keep_sos=False, reencode=False):
+    def run(start=SOS, pad_after=True, last=True, keep_sos=False, eos_overwritten=False, only_last_token=False):
         memory, src_mask = model.encode(src, src_lengths)
         ys = torch.full((src.shape[0], 1), start, dtype=torch.long)
         finished = torch.zeros(src.shape[0], dtype=torch.bool)
         out = [ys[:, 0]] if keep_sos else []
         for _ in range(max_len - int(keep_sos)):
-            logits = model.decode(ys, memory, src_mask)
+            logits = model.decode(ys[:, -1:] if only_last_token else ys, memory, src_mask)
             token = (logits[:, -1] if last else logits[:, 0]).argmax(-1)
+            if eos_overwritten:
+                finished |= token == EOS
             out.append(torch.where(finished, PAD, token) if pad_after else token)
             finished |= token == EOS
             ys = torch.cat([ys, token[:, None]], dim=1)
@@ -268,20 +324,54 @@ def _decode_mutants(model, src, src_lengths, max_len):
         "seen the whole prefix.": run(last=False),
         "After a row has produced `<eos>` it is finished: write PAD in the rest of that row.": run(pad_after=False),
         "Do not include the starting `<sos>` in the output: return only the generated tokens.": run(keep_sos=True),
+        _EOS_OVERWRITTEN: run(eos_overwritten=True),
+        "Decode the whole prefix at every step (SOS and every token so far), not only the last token: the "
+        "Transformer decoder keeps no state between calls, so it must see the prefix again.": run(only_last_token=True),
     }
 
 
-def _decoding_model(V, seed):
-    model = _TinyModel(V, seed).model.eval()
+_EOS_OVERWRITTEN = ("Each row's `<eos>` itself was replaced by PAD: mark a row finished *after* writing its token "
+                    "(`out.append(torch.where(finished, PAD, token))`, then `finished |= token == EOS`), so that the "
+                    "EOS stays and only what comes after it is PAD.")
+_RECURSION = ("Your greedy_decode calls `model.generate`, but in this lesson `model.generate` calls greedy_decode: "
+              "that recursion never ends. Write the loop with `model.encode` and `model.decode`.")
+
+
+class _DecodingModel(transformer.Transformer):
+    """The check's model: its decode is counted (a loop must end) and its generate must not be used."""
+
+    max_calls = None
+
+    def generate(self, *args, **kwargs):
+        raise Mistake(_RECURSION)
+
+    def decode(self, tgt_in, memory, src_mask):
+        self.calls += 1
+        if self.max_calls is not None and self.calls > self.max_calls:
+            raise Mistake(f"Your loop ran the decoder more than max_len = {self.max_calls // 2 - 1} times: it must stop "
+                          "after max_len steps even when a row never produces `<eos>` (an untrained model often never "
+                          "does). Loop `for _ in range(max_len)`.")
+        return super().decode(tgt_in, memory, src_mask)
+
+
+def _decoding_model(V, seed, eos=2.5):
+    tiny = _TinyModel(V, seed).model
+    model = _DecodingModel(V, d_model=16, num_heads=2, num_layers=1, d_ff=32, max_len=16)
+    model.load_state_dict(tiny.state_dict())
+    model.calls = 0
+    model.eval()
     with torch.no_grad():
-        model.out.bias[EOS] += 2.5  # make EOS likely, so that rows finish at different steps
+        model.out.bias[EOS] += eos  # EOS likely (rows finish at different steps), or impossible
     return model
 
 
-_DECODE_CASES = [(12, 6, 5, 8, 0), (10, 5, 3, 6, 3), (15, 4, 4, 5, 5)]  # (V, B, S, max_len, seed)
+# (V, B, S, max_len, seed, EOS bias): the last never produces EOS, so only max_len ends the loop
+_DECODE_CASES = [(12, 6, 5, 8, 0, 2.5), (10, 5, 3, 6, 3, 2.5), (15, 4, 4, 5, 5, 2.5), (9, 3, 4, 5, 6, -1e4)]
 
 
-@exercise("07.3", "batched greedy decoding", reference=greedy_decode, difficulty=2, minutes=15, hints=[
+@exercise("07.3", "batched greedy decoding", reference=greedy_decode, difficulty=2, minutes=15,
+          on_timeout="a decoding loop that ignores max_len (e.g. `while not finished.all()`), which never ends when "
+                     "a row never produces EOS, or a call to model.generate", hints=[
     "Encode the source once. Start with a (B, 1) column of SOS; at each step run `model.decode` on everything "
     "generated so far, take the argmax of the *last* position's logits, and append it to the decoder input.",
     "Keep a boolean `finished` per row: once a row has produced EOS, write PAD in it from then on; "
@@ -291,20 +381,37 @@ _DECODE_CASES = [(12, 6, 5, 8, 0), (10, 5, 3, 6, 3), (15, 4, 4, 5, 5)]  # (V, B,
 ])
 def check_greedy_decode(candidate):
     callable_candidate(candidate, "greedy_decode")
-    for V, B, S, max_len, seed in _DECODE_CASES:
-        model = _decoding_model(V, seed)
+    for V, B, S, max_len, seed, eos in _DECODE_CASES:
+        model = _decoding_model(V, seed, eos)
         src, src_lengths, _ = _pairs(V, B, S, 2, seed)
+        inputs = (src.clone(), src_lengths.clone())
+        model.calls, model.max_calls = 0, 2 * (max_len + 1)
+        try:
+            with torch.no_grad():
+                got = candidate(model, src, src_lengths, max_len)
+        finally:
+            model.max_calls = None
+        expect(torch.equal(src, inputs[0]) and torch.equal(src_lengths, inputs[1]),
+               "greedy_decode changed `src` or `src_lengths` in place; leave its inputs unchanged.")
         with torch.no_grad():
-            got = candidate(model, src, src_lengths, max_len)
             want = greedy_decode(model, src, src_lengths, max_len)
         expect_tensor(got, "greedy_decode(...)")
         expect(got.dim() == 2 and got.shape[0] == B,
                f"greedy_decode should return ids of shape (B, L) = ({B}, L); got {tuple(got.shape)}.")
         expect(not got.is_floating_point(), "Return token ids (the argmax over the vocabulary), not scores.")
+        expect(got.dtype == torch.long, f"Return the ids as torch.long (what argmax gives), not {got.dtype}.")
         expect(got.shape[1] <= max_len, f"The output has {got.shape[1]} steps, more than max_len={max_len}.")
+        L, W = got.shape[1], want.shape[1]
+        if 0 < L < W and torch.equal(got, want[:, :L]):
+            raise Mistake("Your loop stopped when the first row produced `<eos>`, but the other rows were not finished: "
+                          "stop only when *every* row has (`if finished.all(): break`).")
         full = F.pad(got, (0, max_len - got.shape[1]), value=PAD)
         want_full = F.pad(want, (0, max_len - want.shape[1]), value=PAD)
         if torch.equal(full, want_full):
+            if L > W:
+                raise Mistake(f"Your loop went on after every row had produced `<eos>` (your output has {L} steps, "
+                              f"all rows were finished after {W}): stop as soon as every row has, as the docstring "
+                              "says (`if finished.all(): break`): each extra step reruns the decoder for nothing.")
             continue
         for message, ids in _decode_mutants(model, src, src_lengths, max_len).items():
             ids = F.pad(ids, (0, max_len - ids.shape[1]), value=PAD)[:, :max_len]  # the mutants never stop early
