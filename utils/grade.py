@@ -63,6 +63,7 @@ import json
 import os
 import queue
 import re
+import secrets
 import shutil
 import sys
 import tempfile
@@ -81,22 +82,257 @@ _ANSWER_ID = re.compile(r"^ex(\d\d)_(\d+)(?:_\d+)?$")
 
 
 # =============================================================== kernel side
-def _kernel_check(id: str, thunk) -> None:
-    """Run in the learner's kernel: check ``thunk()`` for exercise ``id`` and send the verdict back."""
+# These functions run in the learner's kernel. `_kernel_boot` runs first, before any learner code,
+# and keeps what grading needs (the course's `check`, each exercise's checker and reference, a
+# fingerprint of the checking machinery), so that a notebook that later replaces `utils.check`,
+# an exercise's checker, or a function of torch the checks use cannot change its grade unnoticed.
+def _frame_kind(filename: str, course_dir: str, library: tuple) -> str:
+    """'course', 'library' (Python, site-packages) or 'learner' (a notebook cell, ``exec``'d text)."""
+    if filename.startswith(course_dir):
+        return "course"
+    if filename.startswith("<frozen") or filename.startswith(library) or "site-packages" in filename:
+        return "library"
+    return "learner"
+
+
+def _reference_codes(reference) -> set:
+    """The code objects of an exercise's reference: its functions, its classes' methods, nested code."""
+    import inspect
+    import types
+
+    refs = reference if isinstance(reference, tuple) else (reference,)
+    codes, todo = set(), []
+    for ref in refs:
+        if inspect.isclass(ref):
+            for klass in ref.__mro__:
+                if klass.__module__.split(".")[0] == "utils":
+                    todo += [getattr(v, "__func__", v) for v in vars(klass).values()]
+        else:
+            todo.append(ref)
+    for obj in todo:
+        if isinstance(obj, property):
+            todo += [obj.fget, obj.fset]
+        code = getattr(obj, "__code__", None)
+        stack = [code] if isinstance(code, types.CodeType) else []
+        while stack:
+            c = stack.pop()
+            codes.add(c)
+            stack += [k for k in c.co_consts if isinstance(k, types.CodeType)]
+    return codes
+
+
+def _is_reference(candidate, reference, codes: set) -> bool:
+    """The candidate *is* the course's reference: the same object, a subclass of it, or its code."""
+    import functools
+    import inspect
+
+    refs = reference if isinstance(reference, tuple) else (reference,)
+    cands = candidate if isinstance(candidate, tuple) else (candidate,)
+    for cand in cands:
+        seen = 0
+        while seen < 10 and (isinstance(cand, functools.partial) or hasattr(cand, "__wrapped__")):
+            cand, seen = (cand.func if isinstance(cand, functools.partial) else cand.__wrapped__), seen + 1
+        if any(cand is ref for ref in refs):
+            return True
+        if inspect.isclass(cand):
+            if any(inspect.isclass(ref) and issubclass(cand, ref) for ref in refs):
+                return True
+            for klass in cand.__mro__:
+                for value in vars(klass).values():
+                    if getattr(getattr(value, "__func__", value), "__code__", None) in codes:
+                        return True
+        elif getattr(getattr(cand, "__func__", cand), "__code__", None) in codes:
+            return True
+    return False
+
+
+def _wrong_variant(reference):
+    """A known-wrong answer: the reference with every number it returns changed (tensors + 1)."""
+    import inspect
+
+    import torch
+
+    def spoil(value):
+        if isinstance(value, torch.Tensor):
+            return ~value if value.dtype == torch.bool else value + 1
+        if isinstance(value, (tuple, list)):
+            return type(value)(spoil(v) for v in value)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return value + 1
+        return value
+
+    if isinstance(reference, tuple):
+        return tuple(_wrong_variant(r) for r in reference)
+    if inspect.isclass(reference):
+        forward = reference.forward
+        return type(reference.__name__, (reference,), {"forward": lambda self, *a, **k: spoil(forward(self, *a, **k))})
+
+    def wrong(*args, **kwargs):
+        return spoil(reference(*args, **kwargs))
+
+    wrong.__name__ = getattr(reference, "__name__", "wrong")
+    return wrong
+
+
+def _machinery() -> list:
+    """The namespaces whose contents the checks rely on: the course's modules, torch's, Python's builtins."""
+    import builtins
+
+    import torch
+
+    spaces = [(name, module) for name, module in sorted(sys.modules.items())
+              if module is not None and (name == "utils" or name.startswith("utils."))]
+    spaces += [("builtins", builtins), ("torch", torch), ("torch.nn.functional", torch.nn.functional),
+               ("torch.testing", torch.testing), ("torch.Tensor", torch.Tensor), ("torch.nn.Module", torch.nn.Module)]
+    return spaces
+
+
+def _fingerprint(spaces) -> dict:
+    """(namespace, name) -> the identity of what it holds; for the course's functions, also of their code."""
+    out = {}
+    for name, space in spaces:
+        for key, value in list(vars(space).items()):
+            if name == "builtins" and key in ("_", "__", "___", "input", "raw_input"):
+                continue  # the last results, and the kernel's own input(), replaced at each execution
+            out[(name, key)] = id(value)
+            code = getattr(value, "__code__", None)
+            if name.startswith("utils") and code is not None:
+                out[(name, key + ".__code__")] = (id(code), id(getattr(value, "__defaults__", None)))
+    return out
+
+
+def _kernel_boot(ids: list, nonce: str):
+    """Run in the kernel before any learner code; returns the function that grades a check cell."""
+    import inspect
+
     from IPython.display import display
 
-    from utils.exercises import check
+    import utils
+    from utils import exercises
 
-    try:
-        candidate = thunk()
-    except NameError as err:
-        verdict = {"id": id, "undefined": getattr(err, "name", None) or str(err)}
-    except BaseException as err:  # noqa: BLE001 -- the candidate expression itself failed
-        verdict = {"id": id, "status": "fail", "message": f"Evaluating the checked expression raised {type(err).__name__}: {err}"}
-    else:
-        result = check(id, candidate)
-        verdict = {"id": id, "status": result.status, "message": result.message, "title": result.title}
-    display({MIME: verdict}, raw=True)
+    check = exercises.check
+    kept = {id: exercises.get(id) for id in ids}
+    saved = {id: (ex.checker, ex.reference) for id, ex in kept.items()}
+    codes = {id: _reference_codes(ex.reference) for id, ex in kept.items()}
+    wrong = {id: _wrong_variant(ex.reference) for id, ex in kept.items()}
+    spaces = _machinery()
+    fingerprint = _fingerprint(spaces)
+    course_dir = os.path.dirname(os.path.abspath(utils.__file__))
+    library = tuple(dict.fromkeys([sys.prefix, sys.base_prefix, sys.exec_prefix]))
+    library_codes = {id: set() for id in ids}
+
+    def altered(id, final: bool) -> str:
+        """What of the checking machinery the notebook changed ("" when nothing)."""
+        changed = [f"{name}.{key}" for (name, key), value in fingerprint.items()
+                   if id_of(name, key) != value]
+        if changed:
+            return f"it replaces {', '.join(changed[:3])}"
+        for i, ex in kept.items():
+            if (ex.checker, ex.reference) != saved[i] or exercises._REGISTRY.get(i) is not ex:
+                return f"it replaces the checker of exercise {i}"
+        # The same check, in the same kernel, on a known-wrong answer (each time) and on the course's
+        # reference (after the last exercise): a check that passes anything, or nothing, was tampered with.
+        spoiled = check(id, wrong[id])
+        if spoiled.status != "fail":
+            return f"after it, the check of {id} gives '{spoiled.status}' to a known-wrong answer"
+        for i in kept if final else ():
+            right = check(i, kept[i].reference)
+            if right.status != "pass":
+                return f"after it, the check of {i} gives '{right.status}' to the course's own answer"
+        return ""
+
+    by_name = dict(spaces)
+    id_ = id  # `id` is an exercise id below
+
+    def id_of(name, key):
+        code = key.endswith(".__code__")
+        value = vars(by_name[name]).get(key[:-9] if code else key, id_of)  # id_of itself: a missing key
+        if value is id_of:
+            return None
+        return (id(getattr(value, "__code__", None)), id(getattr(value, "__defaults__", None))) if code else id(value)
+
+    def delegates(id, candidate) -> bool:
+        """Checking ``candidate`` again, does learner code call the reference of ``id``?
+
+        For that check only, every name that holds the reference (in the course's modules, in the
+        notebook's namespace, in the exercise) holds a tripwire instead: the reference itself, after
+        noting who called it. The checker's own calls come from the course's code and are not counted.
+        """
+        import functools
+
+        ex = kept[id]
+        refs = ex.reference if isinstance(ex.reference, tuple) else (ex.reference,)
+        calls = []
+
+        def note():
+            frame = sys._getframe(2)
+            while frame is not None and _frame_kind(frame.f_code.co_filename, course_dir, library) == "library":
+                frame = frame.f_back
+            if frame is not None and _frame_kind(frame.f_code.co_filename, course_dir, library) == "learner":
+                calls.append(frame.f_code.co_name)
+
+        def tripwire(ref):
+            if inspect.isclass(ref):
+                def __init__(self, *args, **kwargs):
+                    note()
+                    ref.__init__(self, *args, **kwargs)
+                return type(ref.__name__, (ref,), {"__init__": __init__, "__module__": ref.__module__,
+                                                    "__qualname__": ref.__qualname__})
+
+            @functools.wraps(ref)
+            def wrapper(*args, **kwargs):
+                note()
+                return ref(*args, **kwargs)
+            return wrapper
+
+        wires = {id_(ref): tripwire(ref) for ref in refs}
+        spaces_now = [vars(m) for name, m in list(sys.modules.items())
+                      if m is not None and (name == "utils" or name.startswith("utils."))]
+        try:
+            spaces_now.append(get_ipython().user_ns)  # noqa: F821 -- the kernel's
+        except NameError:
+            pass
+        undo = []
+        for space in spaces_now:
+            for key, value in list(space.items()):
+                if id_(value) in wires and value is not candidate:
+                    undo.append((space, key, value))
+                    space[key] = wires[id_(value)]
+        ex.reference = tuple(wires[id_(r)] for r in refs) if isinstance(ex.reference, tuple) else wires[id_(refs[0])]
+        try:
+            check(id, candidate)
+        except BaseException:  # noqa: BLE001 -- only the calls matter here
+            pass
+        finally:
+            ex.reference = saved[id][1]
+            for space, key, value in undo:
+                space[key] = value
+        return bool(calls)
+
+    def course_check(id: str, thunk, renamed: str = "", final: bool = False) -> None:
+        try:
+            candidate = thunk()
+        except NameError as err:
+            verdict = {"undefined": getattr(err, "name", None) or str(err)}
+        except BaseException as err:  # noqa: BLE001 -- the candidate expression itself failed
+            verdict = {"status": "fail", "message": f"Evaluating the checked expression raised {type(err).__name__}: {err}"}
+        else:
+            result = check(id, candidate)
+            verdict = {"status": result.status, "message": result.message, "title": result.title}
+            ex = kept[id]
+            if result.status == "pass" and (_is_reference(candidate, ex.reference, codes[id]) or delegates(id, candidate)):
+                verdict = {"status": "fail", "title": result.title, "message":
+                           "This is the course's reference, not your code (it is imported from, or calls, "
+                           "the course's own solution): write the exercise yourself."}
+            if renamed and verdict["status"] != "not attempted":
+                verdict["message"] = renamed + "\n" + verdict["message"]
+        problem = altered(id, final)
+        if problem:
+            verdict = {"altered": problem}
+        verdict.update(id=id, nonce=nonce)
+        display({MIME: verdict}, raw=True)
+
+    return course_check
 
 
 # =============================================================== reading a notebook
@@ -193,8 +429,9 @@ def answer_id(cell) -> str | None:
     return f"{m.group(1)}.{m.group(2)}" if m else None
 
 
-def course_assignments() -> dict[str, tuple[str, list[CheckCall]]]:
-    """Lesson -> (notebook name, its check calls in order), from the course's exercise notebooks."""
+def course_assignments() -> dict[str, tuple[str, list[CheckCall], dict]]:
+    """Lesson -> (notebook name, its check calls in order, its top-level names -> signatures), from the
+    course's exercise notebooks."""
     import nbformat
 
     out = {}
@@ -204,8 +441,61 @@ def course_assignments() -> dict[str, tuple[str, list[CheckCall]]]:
         except Exception:  # noqa: BLE001 -- a lesson being rewritten must not stop the grading of the others
             continue
         calls = [c for cell in nb.cells if cell.cell_type == "code" for c in check_calls(cell.source)]
-        out[path.name[:2]] = (path.stem, calls)
+        names = {}
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                names.update(signatures(cell.source))
+                names.update({name: None for name in bound_names(cell.source) if name not in names})
+        out[path.name[:2]] = (path.stem, calls, names)
     return out
+
+
+def _tree(source: str):
+    try:
+        return ast.parse(definitions(source) or "")
+    except SyntaxError:
+        return ast.parse("")
+
+
+def _params(fn) -> tuple:
+    a = fn.args
+    return tuple(arg.arg for arg in (*a.posonlyargs, *a.args, *a.kwonlyargs))
+
+
+def signatures(source: str) -> dict:
+    """The top-level functions and classes of a cell: name -> signature, e.g. ``("def", ("tgt", "sos"))``;
+    a class's is its ``__init__``'s and ``forward``'s parameters."""
+    out = {}
+    for stmt in _tree(source).body:
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            out[stmt.name] = ("def", _params(stmt))
+        elif isinstance(stmt, ast.ClassDef):
+            out[stmt.name] = ("class", tuple((m.name, _params(m)[1:]) for m in stmt.body
+                                             if isinstance(m, ast.FunctionDef) and m.name in ("__init__", "forward")))
+    return out
+
+
+def bound_names(source: str) -> set:
+    """The names a cell binds at its top level (definitions, imports, assignments, loops)."""
+    names = set()
+    for stmt in ast.parse(_python(source) if _parses(source) else "").body:
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(stmt.name)
+        elif isinstance(stmt, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in stmt.names)
+        else:
+            for node in ast.walk(stmt):
+                if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+                    names.add(node.id)
+    return names
+
+
+def _parses(source: str) -> bool:
+    try:
+        ast.parse(_python(source))
+        return True
+    except SyntaxError:
+        return False
 
 
 def course_ids(lesson: str) -> list[str]:
@@ -247,18 +537,46 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 class Kernel:
-    """A fresh IPython kernel in an empty folder; ``run`` executes code with a time limit."""
+    """A fresh IPython kernel, sandboxed unless ``sandbox`` is False; ``run`` executes code with a time limit.
 
-    def __init__(self, startup_timeout: float):
+    Sandboxed (Linux, see :mod:`utils.sandbox`), it sees the course's code and the Python environment
+    read-only, ``submission`` read-only, a private ``/tmp``; it talks to the grader over Unix sockets
+    in its own folder. Without the sandbox it runs as the grader's user, in an empty temporary folder;
+    in both cases its environment is :func:`utils.sandbox.kernel_env`, not the grader's.
+    """
+
+    def __init__(self, startup_timeout: float, sandbox: bool = True, submission: Path | None = None,
+                 memory_mb: int = 4096, cpu_seconds: int = 600):
         from jupyter_client import KernelManager
 
+        from utils import sandbox as box
+
         self.folder = tempfile.mkdtemp(prefix="course-grade-")
-        env = dict(os.environ, COURSE_QUICK="1", MPLBACKEND="Agg", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
-                   PYTHONPATH=str(ROOT), PYDEVD_DISABLE_FILE_VALIDATION="1")
+        connection = os.path.join(self.folder, "kernel.json")
+        python_args = ["-m", "ipykernel_launcher", "-f", connection]
+        if sandbox:
+            env = box.kernel_env("/tmp")
+            argv = box.command(box.limited(python_args, memory_mb, cpu_seconds), own=self.folder,
+                               submission=submission, env=env)
+            manager = dict(transport="ipc", ip=os.path.join(self.folder, "k"))
+            cwd, env = self.folder, {"PATH": env["PATH"]}  # bwrap's own; it clears it for the kernel
+        else:
+            cwd = os.path.join(self.folder, "work")
+            os.makedirs(cwd)
+            env = box.kernel_env(cwd)
+            argv = box.limited(python_args, memory_mb, cpu_seconds) if sys.platform.startswith("linux") \
+                else [sys.executable, *python_args]
+            manager = {}
+
+        class Launcher(KernelManager):
+            def format_kernel_cmd(self, extra_arguments=None):  # this Python, with or without the sandbox
+                return list(argv)
+
         self.devnull = open(os.devnull, "w")  # the kernel's own stdout and stderr
         try:
-            self.km = KernelManager(kernel_name="python3")
-            self.km.start_kernel(cwd=self.folder, env=env, stdout=self.devnull, stderr=self.devnull)
+            self.km = Launcher(kernel_name="python3", **manager)
+            self.km.connection_file = connection
+            self.km.start_kernel(cwd=cwd, env=env, stdout=self.devnull, stderr=self.devnull)
             self.kc = self.km.client()
             self.kc.start_channels()
             self.kc.wait_for_ready(timeout=startup_timeout)
@@ -289,20 +607,18 @@ class Kernel:
             if kind == "error":
                 outcome.state = "error"
                 outcome.error = f"{content.get('ename', 'Error')}: {_ANSI.sub('', content.get('evalue', ''))}".strip()
-            elif kind == "display_data" and MIME in content.get("data", {}):
+            elif kind == "display_data" and isinstance(content.get("data", {}).get(MIME), dict):
                 outcome.verdicts.append(content["data"][MIME])
             elif kind == "status" and content.get("execution_state") == "idle":
                 return outcome
 
     def close(self) -> None:
-        try:
-            self.kc.stop_channels()
-        except Exception:  # noqa: BLE001
-            pass
-        try:
-            self.km.shutdown_kernel(now=True)
-        except Exception:  # noqa: BLE001
-            pass
+        """Stop the kernel and everything it started (in the sandbox, its whole process namespace)."""
+        for stop in (lambda: self.kc.stop_channels(), lambda: self.km.shutdown_kernel(now=True)):
+            try:
+                stop()
+            except Exception:  # noqa: BLE001
+                pass
         self.devnull.close()
         shutil.rmtree(self.folder, ignore_errors=True)
 
@@ -331,6 +647,7 @@ class Step:
     code: str = ""  # definitions to run
     check: CheckCall | None = None
     answer_of: str | None = None  # the exercise this cell answers, if marked
+    renamed: str = ""  # the check's candidate was found by its signature: what to tell the learner
 
 
 @dataclass
@@ -339,6 +656,9 @@ class Options:
     cell_timeout: float = 60.0
     startup_timeout: float = 120.0
     lesson: str | None = None
+    sandbox: bool = True  # see utils.sandbox; False only with --no-sandbox
+    memory_mb: int = 4096  # address space of a kernel's process
+    cpu_seconds: int | None = None  # CPU time of a kernel's process (default: the notebook's time limit + 60 s)
 
 
 def _read(path: Path):
@@ -363,8 +683,12 @@ def _read(path: Path):
     return nb
 
 
-def plan(nb, assignment_calls: list[CheckCall], ids: list[str]) -> list[Step]:
-    """What to run in the kernel, in order, for a notebook whose lesson has exercises ``ids``."""
+def plan(nb, assignment_calls: list[CheckCall], ids: list[str], course_names: dict | None = None) -> list[Step]:
+    """What to run in the kernel, in order, for a notebook whose lesson has exercises ``ids``.
+
+    course_names: the assignment's top-level names and their signatures (see ``course_assignments``),
+    to find a candidate the learner renamed.
+    """
     steps = []
     for i, cell in enumerate(nb.cells):
         if cell.get("cell_type") != "code":
@@ -398,7 +722,44 @@ def plan(nb, assignment_calls: list[CheckCall], ids: list[str]) -> list[Step]:
     for step in steps:
         if step.check and step.check.expr is None and step.check.id in by_id:
             step.check = by_id[step.check.id]
+    if course_names:
+        _find_renamed(nb, steps, course_names)
     return steps
+
+
+def _find_renamed(nb, steps: list[Step], course_names: dict) -> None:
+    """A check that names what the notebook never defines grades the learner's function or class with
+    the same signature instead (a learner renamed ``shift_right`` and left the check cell as it was):
+    the one in that exercise's answer cell if there is one, else the last one defined before the check."""
+    bound, defined = set(), []  # defined: (cell, name, signature, answer_of)
+    for i, cell in enumerate(nb.cells):
+        if cell.get("cell_type") == "code":
+            source = cell.source if isinstance(cell.source, str) else "".join(cell.source)
+            bound |= bound_names(source)
+            defined += [(i, name, sig, answer_id(cell)) for name, sig in signatures(source).items()]
+    for step in steps:
+        if not step.check or not step.check.expr:
+            continue
+        try:
+            expr = ast.parse(step.check.expr, mode="eval").body
+        except SyntaxError:
+            continue
+        names = [expr] if isinstance(expr, ast.Name) else list(expr.elts) if isinstance(expr, ast.Tuple) else []
+        if not names or not all(isinstance(n, ast.Name) for n in names):
+            continue
+        notes = []
+        for node in names:
+            wanted = course_names.get(node.id)
+            if node.id in bound or not wanted:
+                continue
+            found = [d for d in defined if d[2] == wanted and d[1] not in course_names and d[0] <= step.cell]
+            found = [d for d in found if d[3] == step.check.id] or found
+            if found:
+                notes.append(f"`{found[-1][1]}` (it has the signature of `{node.id}`)")
+                node.id = found[-1][1]
+        if notes:
+            step.check = CheckCall(step.check.id, ast.unparse(expr))
+            step.renamed = (f"Graded {', '.join(notes)}: the check cell names what this notebook does not define.")
 
 
 def _lesson_of(nb, path: Path) -> tuple[str | None, list[str]]:
@@ -445,7 +806,8 @@ def grade_notebook(path: Path, learner: str, shown: str, options: Options, assig
                        f"of this version has {', '.join(ids)}. Ask the learner to copy their answers into the current "
                        "notebook.")
         return row
-    steps = plan(nb, assignments.get(lesson, ("", []))[1], ids)
+    assignment = assignments.get(lesson, ("", [], {}))
+    steps = plan(nb, assignment[1], ids, assignment[2] if len(assignment) > 2 else None)
     deadline = start + options.timeout
     failed_cells: dict[int, str] = {}  # cell index -> why it did not run
     skip: set[int] = set()  # steps not to run again in a fresh kernel
@@ -463,15 +825,17 @@ def grade_notebook(path: Path, learner: str, shown: str, options: Options, assig
         if time.monotonic() > deadline:
             break
         try:
-            kernel = Kernel(options.startup_timeout)
+            kernel = Kernel(options.startup_timeout, sandbox=options.sandbox, submission=path,
+                            memory_mb=options.memory_mb, cpu_seconds=options.cpu_seconds or int(options.timeout) + 60)
         except Exception as err:  # noqa: BLE001
             row.problem = f"the grader could not start a Python kernel: {type(err).__name__}: {err}"
             row.seconds = time.monotonic() - start
             return row
         try:
+            nonce = secrets.token_hex(16)  # a verdict the learner's code displays itself is not the grader's
             boot = kernel.run(f"import sys\nsys.path.insert(0, {str(ROOT)!r})\nimport utils, utils.exercises\n"
-                              f"from utils.grade import _kernel_check as __course_check__\n"
-                              f"utils.seed_everything(0)\nfor _id in {ids!r}: utils.exercises.get(_id)\n",
+                              f"utils.seed_everything(0)\nfrom utils.grade import _kernel_boot\n"
+                              f"__course_check__ = _kernel_boot({ids!r}, {nonce!r})\ndel _kernel_boot\n",
                               max(5.0, min(options.startup_timeout, deadline - time.monotonic())))
             if boot.state != "ok":
                 row.problem = f"the course's code did not load in the kernel ({boot.state}: {boot.error})"
@@ -491,8 +855,17 @@ def grade_notebook(path: Path, learner: str, shown: str, options: Options, assig
                         row.results[id] = {"status": "not attempted", "message": "There is no check cell for this exercise, "
                                            "and the grader does not know what to check.", "title": _title(id)}
                         continue
-                    out = kernel.run(f"__course_check__({id!r}, lambda: ({expr}))", limit)
-                    verdict = out.verdicts[-1] if out.verdicts else None
+                    final = not any(s.check for s in steps[k + 1:])
+                    out = kernel.run(f"__course_check__({id!r}, lambda: ({expr}), {step.renamed!r}, {final})", limit)
+                    verdicts = [v for v in out.verdicts if v.get("nonce") == nonce and v.get("id") == id]
+                    verdict = verdicts[-1] if verdicts else None
+                    if verdict is None and out.state == "error" and "__course_check__" in out.error:
+                        verdict = {"altered": "it deletes or replaces the grader's own check function"}
+                    if verdict is not None and "altered" in verdict:
+                        row.problem = f"the notebook alters the course's checks ({verdict['altered']}): not graded"
+                        row.results = {}
+                        row.seconds = time.monotonic() - start
+                        return row
                     if out.state in ("timeout", "died") or verdict is None:
                         why = {"timeout": f"checking your code did not finish within {limit:.0f} s: is there an endless loop?",
                                "died": "checking your code stopped the Python process (os._exit, or a crash): "
@@ -570,10 +943,26 @@ def learner_name(path: Path, given: Path, lesson_names: list[str]) -> str:
         return rel.parts[0]
     stem = path.stem
     for name in sorted(lesson_names, key=len, reverse=True):
-        if name in stem and stem != name:
+        if name in stem:
             stem = stem.replace(name, "")
             break
-    return stem.strip(" _-.") or path.stem
+    # A file named as the lesson itself (`ada/01_lstm_bottleneck.ipynb`, given as a file): its folder names the learner.
+    return stem.strip(" _-.") or path.resolve().parent.name or path.stem
+
+
+def feedback_name(learner: str) -> str:
+    """The learner's feedback file name; two different learner names never get the same one.
+
+    A plain lowercase name is kept (``alice`` -> ``alice.md``); any other gets a short hash of the
+    exact name (``jo smith`` -> ``jo_smith-<hash>.md``, ``Jo`` -> ``jo-<hash>.md``), so that neither
+    sanitising nor a case-insensitive file system (macOS, Windows) can make two names collide.
+    """
+    import hashlib
+
+    if re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,80}", learner) and not re.search(r"-[0-9a-f]{10}$", learner):
+        return f"{learner}.md"
+    safe = re.sub(r"[^a-z0-9._-]+", "_", learner.lower()).strip("._-")[:60] or "learner"
+    return f"{safe}-{hashlib.sha256(learner.encode()).hexdigest()[:10]}.md"
 
 
 def feedback(learner: str, rows: list[Row]) -> str:
@@ -598,34 +987,55 @@ def feedback(learner: str, rows: list[Row]) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+def points(row: Row) -> str:
+    """Points as nbgrader gives them (an exercise's difficulty, 1 to 3, when it passes): ``"5/7"``."""
+    if row.status != "graded":
+        return ""
+    from utils.exercises import get
+
+    worth = {id: get(id).difficulty for id in row.results}
+    return f"{sum(w for id, w in worth.items() if row.results[id]['status'] == 'pass')}/{sum(worth.values())}"
+
+
 def write_outputs(rows: list[Row], out: Path) -> None:
+    """The gradebook and the feedback; called by the grader's process only, once every kernel is gone."""
     out.mkdir(parents=True, exist_ok=True)
     ids = sorted({i for row in rows for i in row.results} | {i for row in rows if row.status == "graded"
                                                                for i in course_ids(row.lesson)}, key=_id_key)
+    files = {row.learner: f"feedback/{feedback_name(row.learner)}" for row in rows}
+    assert len(set(files.values())) == len(files), "two learners would share a feedback file"
     with open(out / "gradebook.csv", "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["learner", "notebook", "lesson", "status", *ids, "score", "problem"])
+        writer.writerow(["learner", "notebook", "lesson", "status", *ids, "score", "points", "problem", "feedback"])
         for row in rows:
             writer.writerow([row.learner, row.notebook, row.lesson, row.status,
-                             *(row.results.get(i, {}).get("status", "") for i in ids), row.score, row.problem])
+                             *(row.results.get(i, {}).get("status", "") for i in ids), row.score, points(row),
+                             row.problem, files[row.learner]])
     (out / "gradebook.json").write_text(json.dumps(
         [{"learner": r.learner, "notebook": r.notebook, "lesson": r.lesson, "status": r.status, "score": r.score,
-          "problem": r.problem, "seconds": round(r.seconds, 1), "exercises": r.results} for r in rows],
-        indent=1, ensure_ascii=False) + "\n")
+          "points": points(r), "problem": r.problem, "feedback": files[r.learner], "seconds": round(r.seconds, 1),
+          "exercises": r.results} for r in rows], indent=1, ensure_ascii=False) + "\n")
     folder = out / "feedback"
     folder.mkdir(exist_ok=True)
     by_learner: dict[str, list[Row]] = {}
     for row in rows:
         by_learner.setdefault(row.learner, []).append(row)
     for learner, learner_rows in by_learner.items():
-        safe = re.sub(r"[^\w.-]+", "_", learner).strip("._") or "learner"
-        (folder / f"{safe}.md").write_text(feedback(learner, learner_rows))
+        (out / files[learner]).write_text(feedback(learner, learner_rows))
 
 
 def grade(paths: list[Path], out: Path, options: Options, jobs: int = 2, log=print) -> list[Row]:
-    """Grade every notebook under ``paths`` and write the gradebook and feedback to ``out``."""
+    """Grade every notebook under ``paths`` and write the gradebook and feedback to ``out``.
+
+    Raises RuntimeError when ``options.sandbox`` is set and the sandbox cannot run here.
+    """
+    if options.sandbox:
+        from utils import sandbox
+
+        if sandbox.problem():
+            raise RuntimeError(f"no sandbox: {sandbox.problem()} (Options(sandbox=False) grades without it)")
     assignments = course_assignments()
-    names = [name for name, _ in assignments.values()]
+    names = [a[0] for a in assignments.values()]
     found = find_notebooks(paths)
     out_resolved = out.resolve()
     found = [(nb, given) for nb, given in found if out_resolved not in nb.resolve().parents]
@@ -639,6 +1049,13 @@ def grade(paths: list[Path], out: Path, options: Options, jobs: int = 2, log=pri
             except ValueError:
                 pass
         rows_in.append((nb, learner_name(nb, given, names), shown))
+    # One learner, two notebooks of the same name (two copies, or files given as paths from folders
+    # of the same name): they are not the same learner's one submission, so each gets its own id.
+    count: dict = {}
+    for nb, learner, _ in rows_in:
+        count[(learner, nb.name)] = count.get((learner, nb.name), 0) + 1
+    rows_in = [(nb, f"{learner} ({shown})" if count[(learner, nb.name)] > 1 else learner, shown)
+               for nb, learner, shown in rows_in]
 
     def one(item):
         nb, learner, shown = item
@@ -656,6 +1073,16 @@ def grade(paths: list[Path], out: Path, options: Options, jobs: int = 2, log=pri
     return rows
 
 
+NO_SANDBOX = """
+*** NOT GRADING: the sandbox is not available here. ***
+{problem}.
+Each learner's notebook runs in a sandbox so that it cannot read or change the course, the other
+submissions or the gradebook, reach the network, or leave processes behind. Install bubblewrap and
+grade again, or, knowing that learner code will then run with your rights, pass --no-sandbox
+(on macOS, better grade in a Linux container or VM).
+"""
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m utils.grade", description=__doc__.splitlines()[0],
                                      epilog="See the module's docstring (and the README, 'Grading a class') for the details.")
@@ -666,13 +1093,29 @@ def main(argv=None) -> int:
     parser.add_argument("--cell-timeout", type=float, default=60.0, metavar="S", help="time limit per cell, seconds (60)")
     parser.add_argument("--jobs", type=int, default=min(4, os.cpu_count() or 1), metavar="N",
                         help="notebooks graded at once (default: the CPU count, at most 4)")
+    parser.add_argument("--memory-mb", type=int, default=4096, metavar="MB",
+                        help="address space of each kernel process, MB (4096)")
+    parser.add_argument("--no-sandbox", action="store_true",
+                        help="run the kernels without the sandbox (where bubblewrap is missing: macOS); "
+                             "learner code then runs with your rights")
     args = parser.parse_args(argv)
     missing = [str(p) for p in args.paths if not p.exists()]
     if missing:
         parser.error(f"no such file or folder: {', '.join(missing)}")
     if args.lesson is not None and not re.fullmatch(r"\d\d", args.lesson):
         parser.error(f"--lesson takes a lesson number such as 01, not {args.lesson!r}")
-    options = Options(timeout=args.timeout, cell_timeout=args.cell_timeout, lesson=args.lesson)
+    options = Options(timeout=args.timeout, cell_timeout=args.cell_timeout, lesson=args.lesson,
+                      sandbox=not args.no_sandbox, memory_mb=args.memory_mb)
+    if options.sandbox:
+        from utils import sandbox
+
+        if sandbox.problem():
+            print(NO_SANDBOX.format(problem=sandbox.problem()), file=sys.stderr)
+            return 2
+    else:
+        print("WARNING: --no-sandbox: each learner's code runs with your user's rights; it can read and change "
+              "your files, the other submissions and the output, and start processes that outlive grading.",
+              file=sys.stderr)
     t0 = time.monotonic()
     rows = grade(args.paths, args.out, options, jobs=args.jobs)
     if not rows:
