@@ -18,7 +18,9 @@ The generated cells also carry nbgrader's cell metadata, so that the exercise ce
 notebook can be found by a grader (``python -m utils.grade``) and by nbgrader itself: a cell with a
 solution region is an "autograded answer" cell whose ``grade_id`` is ``exNN_k``, named after the
 exercise ``NN.k`` of the first ``utils.check("NN.k", ...)`` call after it, and a check cell is a
-read-only cell ``checkNN_k``. The solution notebooks themselves carry no such metadata (their
+read-only cell ``checkNN_k``; an exercise's first check cell is an "autograded test" cell worth
+the exercise's difficulty (1 to 3) in points (``utils.check`` raises there under nbgrader when the
+exercise does not pass). The solution notebooks themselves carry no such metadata (their
 text files stay clean); ``--nbgrader-source`` writes copies of them with it, for nbgrader's
 ``generate_assignment``.
 """
@@ -66,6 +68,7 @@ def add_nbgrader_metadata(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """
     code = [c for c in nb.cells if c.cell_type == "code"]
     used: set = set()
+    checked: set = set()  # exercises whose check cell is marked already
 
     def unique(base):
         name, n = base, 1
@@ -83,9 +86,25 @@ def add_nbgrader_metadata(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
             cell.metadata["nbgrader"] = {"grade": False, "grade_id": grade_id, "locked": False,
                                          "schema_version": 3, "solution": True, "task": False}
         elif checks:
-            cell.metadata["nbgrader"] = {"grade": False, "grade_id": unique("check" + checks[0].replace(".", "_")),
-                                         "locked": True, "schema_version": 3, "solution": False, "task": False}
+            # The exercise's own check cell (its first) is an autograded test cell worth the exercise's
+            # difficulty in points: utils.check raises there when nbgrader runs it and it does not pass.
+            graded = checks[0] not in checked
+            checked.add(checks[0])
+            meta = {"grade": graded, "grade_id": unique("check" + checks[0].replace(".", "_")),
+                    "locked": True, "schema_version": 3, "solution": False, "task": False}
+            if graded:
+                meta["points"] = _points(checks[0])
+            cell.metadata["nbgrader"] = dict(sorted(meta.items()))
     return nb
+
+
+def _points(id: str) -> int:
+    """An exercise's points under nbgrader: its difficulty (1 to 3 stars)."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from utils.exercises import get
+
+    return get(id).difficulty
 
 
 def stable_cell_ids(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
