@@ -78,7 +78,7 @@ def static_widget(model_id: str, state: dict, lesson: str) -> list:
     """Outputs that show a widget as it was stored: a progress bar, or an interactive view's outputs."""
     model = state.get(model_id)
     if model is None:
-        return [_note("A widget is shown here when the notebook runs.", lesson)]
+        return [_note("It is shown here when the notebook runs.", lesson)]
     name, children = model.get("model_name", ""), model.get("state", {}).get("children", [])
     kids = [_model(state, c) for c in children]
     names = [k.get("model_name", "") for k in kids]
@@ -103,7 +103,7 @@ def static_widget(model_id: str, state: dict, lesson: str) -> list:
 
     walk(model)
     named = ", ".join(f"<em>{html.escape(c)}</em>" for c in controls)
-    note = _note(f"An interactive widget{' (' + named + ')' if named else ''}: below is what it showed when "
+    note = _note(f"An interactive view{' (' + named + ')' if named else ''}: below is what it showed when "
                  "the notebook was built. Run the notebook to move its controls.", lesson)
     return [note] + [nbformat.from_dict(o) for o in outputs]
 
@@ -112,7 +112,7 @@ def _note(text: str, lesson: str) -> dict:
     links = (f'<a href="{colab_url(f"notebooks/{lesson}.ipynb")}">Colab</a> · '
              f'<a href="{binder_url(f"notebooks/{lesson}.ipynb")}">Binder</a>')
     return nbformat.v4.new_output("display_data", data={
-        "text/html": f'<div class="course-widget-note">🎛 {text} ({links})</div>'})
+        "text/html": f'<div class="course-widget-note"><strong>Widget.</strong> {text} ({links})</div>'})
 
 
 # --------------------------------------------------------------------------------------------
