@@ -108,3 +108,20 @@ def test_rebuilding_an_unchanged_lesson_is_byte_identical(tmp_path):
     exercise = render(exercise_notebook(nbformat.reads(first.decode(), as_version=4)))
     assert exercise == render(exercise_notebook(nbformat.reads(second.decode(), as_version=4)))
     assert "widget-state" not in exercise and "".join(json.loads(exercise)["cells"][3]["source"]).count("NotImplementedError") == 1
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=IDS)
+def test_widget_ids_do_not_depend_on_the_kernels_random_ids(path):
+    """The same widgets under other random model ids (as from another kernel) get the same stable ids."""
+    import re
+    import uuid
+
+    stored = nbformat.read(path, as_version=4)
+    state = stored.metadata.get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
+    if not state:
+        pytest.skip("no widgets")
+    other = {old: uuid.uuid4().hex for old in state}
+    text = re.sub(r"[0-9a-f]{32}", lambda m: other.get(m.group(0), m.group(0)), json.dumps(stored))
+    relabelled = nbformat.from_dict(json.loads(text))
+    assert relabelled != stored
+    assert render(stable_widget_ids(relabelled, path.stem)) == render(stable_widget_ids(stored, path.stem))

@@ -42,16 +42,18 @@ def stable_widget_ids(nb, name: str):
     def visit(model_id):
         if model_id in state and model_id not in order:
             order.append(model_id)
-            refs = re.findall(r"IPY_MODEL_([0-9a-f]{32})", json.dumps(state[model_id], sort_keys=True))
-            for ref in refs:
-                visit(ref)
+            for ref in re.findall(r"[0-9a-f]{32}", json.dumps(state[model_id], sort_keys=True)):
+                visit(ref)  # children ("IPY_MODEL_<id>") and widgets shown in an Output widget
 
     for cell in nb.cells:
         for out in cell.get("outputs", []):
             view = out.get("data", {}).get(WIDGET_VIEW)
             if view:
                 visit(view.get("model_id"))
-    for model_id in sorted(state, key=lambda m: json.dumps(state[m], sort_keys=True)):  # models no output shows
+    def content(model_id):  # a model's state without the (random) ids it names
+        return re.sub(r"[0-9a-f]{32}", "", json.dumps(state[model_id], sort_keys=True))
+
+    for model_id in sorted(state, key=content):  # models that no output shows
         visit(model_id)
     new = {old: hashlib.sha1(f"{name}:{k}".encode()).hexdigest()[:32] for k, old in enumerate(order)}
     text = re.sub(r"[0-9a-f]{32}", lambda m: new.get(m.group(0), m.group(0)), json.dumps(nb))
