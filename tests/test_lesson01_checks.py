@@ -134,3 +134,82 @@ def test_greedy_decode_mistakes():
     fails_with("01.4", lambda m, s, l, n: _decoder_loop(m, s, l, n + 3), "more than max_len")
     # a full-length output that pads after EOS is as good as one that stops early
     assert utils.check("01.4", lambda m, s, l, n: _decoder_loop(m, s, l, n))
+
+
+# ---- issue 14: each reliance of lessons 01 is checked, each structural mistake named
+class EncoderNoTotalLength(_EncoderBase):
+    def forward(self, src, src_lengths):
+        packed = pack_padded_sequence(self.embedding(src), src_lengths, batch_first=True, enforce_sorted=False)
+        out, state = self.lstm(packed)
+        out, _ = pad_packed_sequence(out, batch_first=True)  # pads to the longest sequence, not to S
+        return out, state
+
+
+class EncoderDetached(_EncoderBase):
+    def forward(self, src, src_lengths):
+        packed = pack_padded_sequence(self.embedding(src), src_lengths, batch_first=True, enforce_sorted=False)
+        out, state = self.lstm(packed)
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=src.shape[1])
+        return out.detach(), state
+
+
+class EncoderSharedLayers(nn.Module):
+    def __init__(self, v, e, h):
+        super().__init__()
+        self.embedding = nn.Embedding(v, e, padding_idx=PAD)
+        self.lstm = nn.LSTM(e, h, batch_first=True)
+        self.also = self.embedding
+
+
+def test_encoder_reliances():
+    fails_with("01.1", EncoderNoTotalLength, "total_length")
+    fails_with("01.1", EncoderDetached, "no gradient")
+    fails_with("01.1", EncoderSharedLayers, "unexpected")
+
+
+class DecoderNoGrad(_DecoderBase):
+    def forward(self, inputs, state):
+        with torch.no_grad():
+            out, state = self.lstm(self.embedding(inputs), state)
+        return self.out(out).detach(), state
+
+
+def test_decoder_reliances():
+    fails_with("01.3", DecoderNoGrad, "no gradient")
+
+
+def _loop(model, src, src_lengths, max_len, *, stop="all", eos_first=False, bounded=True, feed_sos=False,
+          dtype=torch.long, generate=False):
+    if generate:
+        return model.generate(src, src_lengths, max_len)
+    _, state = model.encoder(src, src_lengths)
+    token = torch.full((src.shape[0], 1), SOS)
+    finished = torch.zeros(src.shape[0], dtype=torch.bool)
+    out, step = [], 0
+    while (step < max_len) if bounded else not finished.all():
+        step += 1
+        logits, state = model.decoder(torch.full_like(token, SOS) if feed_sos else token, state)
+        token = logits.argmax(-1)
+        if eos_first:
+            finished |= token[:, 0] == EOS
+        out.append(torch.where(finished[:, None], PAD, token))
+        finished |= token[:, 0] == EOS
+        if finished.any() if stop == "any" else finished.all():
+            break
+    return torch.cat(out, 1).to(dtype)
+
+
+def test_greedy_decode_reliances_and_structural_mistakes():
+    assert utils.check("01.4", lambda m, s, l, n: _loop(m, s, l, n))
+    fails_with("01.4", lambda m, s, l, n: _loop(m, s, l, n, generate=True), "recursion never ends")
+    fails_with("01.4", lambda m, s, l, n: _loop(m, s, l, n, bounded=False), "more than max_len")
+    fails_with("01.4", lambda m, s, l, n: _loop(m, s, l, n, stop="any"), "*every* row")
+    fails_with("01.4", lambda m, s, l, n: _loop(m, s, l, n, eos_first=True), "`<eos>` itself was replaced")
+    fails_with("01.4", lambda m, s, l, n: _loop(m, s, l, n, feed_sos=True), "feed back the token")
+    fails_with("01.4", lambda m, s, l, n: _loop(m, s, l, n, dtype=torch.int32), "torch.long")
+
+    def in_place(m, s, l, n):
+        l.clamp_(max=2)
+        return _loop(m, s, l, n)
+
+    fails_with("01.4", in_place, "in place")

@@ -180,3 +180,73 @@ def test_cached_keys_equal_the_uncached_step():
     a = dec(token, state, enc, mask)
     b = dec(token, state, enc, mask, dec.attention.W_k(enc))
     assert torch.allclose(a[0], b[0], atol=1e-6) and torch.allclose(a[2], b[2], atol=1e-6)
+
+
+# ---- issue 14: each reliance of lesson 02 is checked
+class _InPlaceAttention(rnn.AdditiveAttention):
+    """Correct values, but the query term is added to the caller's projected_keys in place."""
+
+    def forward(self, query, keys, mask=None, projected_keys=None):
+        if projected_keys is None:
+            projected_keys = self.W_k(keys)
+        projected_keys += self.W_q(query)[:, None, :]
+        scores = self.w_v(torch.tanh(projected_keys)).squeeze(-1)
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        weights = torch.softmax(scores, dim=-1)
+        if mask is not None:
+            weights = torch.where(mask.any(dim=-1, keepdim=True), weights, 0.0)
+        return torch.bmm(weights[:, None, :], keys).squeeze(1), weights
+
+
+class _InPlaceSoftmaxAttention(rnn.AdditiveAttention):
+    """Correct values, but the softmax's output is changed in place: backpropagation fails."""
+
+    def forward(self, query, keys, mask=None, projected_keys=None):
+        projected_keys = self.W_k(keys) if projected_keys is None else projected_keys
+        scores = self.w_v(torch.tanh(self.W_q(query)[:, None, :] + projected_keys)).squeeze(-1)
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        weights = torch.softmax(scores, dim=-1)
+        if mask is not None:
+            weights.mul_(mask.any(dim=-1, keepdim=True))
+        return torch.bmm(weights[:, None, :], keys).squeeze(1), weights
+
+
+class _BiasedAttention(rnn.AdditiveAttention):
+    def __init__(self, query_dim, key_dim, attn_dim):
+        super().__init__(query_dim, key_dim, attn_dim)
+        self.W_q = nn.Linear(query_dim, attn_dim)  # a bias the docstring says it has not
+
+
+def test_additive_attention_reliances():
+    fails_with("02.1", _InPlaceAttention, "projected_keys` in place")
+    fails_with("02.1", _InPlaceSoftmaxAttention, "in-place operation")
+    fails_with("02.1", _BiasedAttention, "bias=False")
+
+
+class _DetachedDecoder(rnn.AttentionDecoder):
+    def forward(self, token, state, enc_outputs, mask, projected_keys=None):
+        logits, new_state, weights = super().forward(token, state, enc_outputs, mask, projected_keys)
+        return logits.detach(), new_state, weights
+
+
+class _StateInPlaceDecoder(rnn.AttentionDecoder):
+    def forward(self, token, state, enc_outputs, mask, projected_keys=None):
+        out = super().forward(token, state, enc_outputs, mask, projected_keys)
+        state[0].zero_()  # "reset" the caller's state
+        return out
+
+
+def test_attention_decoder_reliances():
+    fails_with("02.2", _DetachedDecoder, "no gradient")
+    fails_with("02.2", _StateInPlaceDecoder, "in place")
+
+
+def test_luong_score_leaves_its_inputs():
+    def in_place(query, keys, W=None):
+        if W is not None:
+            query = query.copy_(query @ W) if W.shape[0] == W.shape[1] else query @ W
+        return torch.bmm(keys, query[:, :, None]).squeeze(-1)
+
+    fails_with("02.3", in_place, "in place")

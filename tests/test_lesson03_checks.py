@@ -253,3 +253,47 @@ def test_every_lesson03_exercise_has_three_hints():
 def test_check_never_raises(id, candidate):
     result = utils.check(id, candidate)
     assert not result and result.message
+
+
+# ---- issue 14: each reliance of 03.1 and 03.4 is checked
+def _sdpa_with(*, div_q=False, dtype=None, manual_exp=False, inplace_weights=False):
+    def sdpa(q, k, v, mask=None):
+        if div_q:
+            q.div_(math.sqrt(q.shape[-1]))
+            scores = q @ k.transpose(-2, -1)
+        else:
+            scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+        if dtype is not None:
+            scores = scores.to(dtype)
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        if manual_exp:
+            e = torch.exp(scores)
+            weights = e / e.sum(-1, keepdim=True)
+        else:
+            weights = torch.softmax(scores, dim=-1)
+        if mask is not None:
+            if inplace_weights:
+                weights.masked_fill_(~mask.any(dim=-1, keepdim=True), 0.0)  # softmax's backward needs its output
+            else:
+                weights = torch.where(mask.any(dim=-1, keepdim=True), weights, 0.0)
+        weights = torch.nan_to_num(weights) if manual_exp and mask is not None else weights
+        return weights @ v.to(weights.dtype), weights
+    return sdpa
+
+
+def test_sdpa_reliances():
+    assert utils.check("03.1", _sdpa_with())
+    fails_with("03.1", _sdpa_with(div_q=True), "divided `q` itself")
+    fails_with("03.1", _sdpa_with(dtype=torch.float32), "keep the inputs' dtype")
+    fails_with("03.1", _sdpa_with(manual_exp=True), "exp(score) overflows")
+    fails_with("03.1", _sdpa_with(inplace_weights=True), "in-place operation")
+
+
+class _DetachedSelfAttention(attention.SelfAttention):
+    def forward(self, x, mask=None):
+        return attention.scaled_dot_product_attention(self.W_q(x), self.W_k(x).detach(), self.W_v(x), mask)
+
+
+def test_self_attention_gradients_reach_every_projection():
+    fails_with("03.4", _DetachedSelfAttention, "W_k.weight")

@@ -151,3 +151,16 @@ def test_formats():
     assert cost.format_count(12) == "12"
     assert cost.format_bytes(8650752) == "8.25 MiB"
     assert cost.format_bytes(100) == "100 B"
+
+
+# ---- issue 14: the lesson's plot calls the counts with a float n
+def test_counts_must_work_for_float_sizes():
+    def loop_flops(n, d):  # right at whole n, but a loop over range(n)
+        return sum(6 * d * d + 4 * n * d for _ in range(n))
+
+    fails_with("04.1", loop_flops, "a float")
+
+    def rounded_lstm(n, d):
+        return int(n) * 16 * d * d
+
+    fails_with("04.2", rounded_lstm, "a float")

@@ -199,3 +199,46 @@ def test_unfilled_mha_reads_not_attempted():
 def test_use_falls_back_for_a_wrong_pair():
     chosen = utils.use("05.1", (split_no_transpose, merge_heads))
     assert chosen == (split_heads, merge_heads)
+
+
+# ---- issue 14: each reliance of 05.2 is checked
+def test_heads_attribute_is_required_by_name():
+    class H(MultiHeadAttention):
+        def __init__(self, d_model, num_heads):
+            super().__init__(d_model, num_heads)
+            self.h = self.__dict__.pop("num_heads")
+
+        def forward(self, query, key, value, mask=None):
+            self.num_heads = self.h
+            try:
+                return super().forward(query, key, value, mask)
+            finally:
+                del self.num_heads
+
+    fails_with("05.2", H, "self.num_heads")
+
+
+def test_own_masking_without_the_fully_masked_guard_is_named():
+    class OwnSoftmax(MultiHeadAttention):
+        def forward(self, query, key, value, mask=None):
+            h = self.num_heads
+            q, k, v = (split_heads(p(x), h) for p, x in ((self.q_proj, query), (self.k_proj, key), (self.v_proj, value)))
+            scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+            if mask is not None:
+                scores = scores.masked_fill(~attention._head_mask(mask, query.shape[0], query.shape[1], key.shape[1]),
+                                            float("-inf"))
+            weights = scores.softmax(-1)
+            return self.out_proj(merge_heads(weights @ v)), weights
+
+    fails_with("05.2", OwnSoftmax, "gives NaN")
+
+
+def test_an_ambiguous_mask_must_be_refused():
+    class Guesses(MultiHeadAttention):
+        def forward(self, query, key, value, mask=None):
+            if mask is not None and mask.dim() == 2 and mask.shape == (query.shape[0], key.shape[1]) \
+                    and query.shape[0] == query.shape[1]:
+                mask = mask[:, None, :]  # guesses "padding"
+            return super().forward(query, key, value, mask)
+
+    fails_with("05.2", Guesses, "ValueError")

@@ -226,3 +226,45 @@ def test_unfilled_skeletons_read_not_attempted():
 
     for id, candidate in [("06.1", sinusoidal_positional_encoding), ("06.2", layer_norm), ("06.3", Block)]:
         assert utils.check(id, candidate).status == "not attempted"
+
+
+# ---- issue 14: structural mistakes of the encoder block, and what later cells rely on
+from utils import transformer as _transformer  # noqa: E402
+
+
+def _block(order=("sa", "ff"), invert=False, direct=False):
+    class Block(_transformer.EncoderLayer):
+        def forward(self, x, mask=None):
+            m = ~mask if (invert and mask is not None) else mask
+
+            def sa(h):
+                return self.self_attn(h, h, h, m)[0] if direct else self._sa(h, m)
+
+            subs = {"sa": sa, "ff": self.ff}
+            for name, norm in zip(order, (self.norm1, self.norm2)):
+                x = x + subs[name](norm(x)) if self.norm_first else norm(x + subs[name](x))
+            return x
+    return Block
+
+
+def test_encoder_block_structural_mistakes_are_named():
+    assert utils.check("06.3", _block())
+    fails_with("06.3", _block(invert=True), "mask is inverted")
+    fails_with("06.3", _block(order=("ff", "sa")), "wrong order")
+    fails_with("06.3", _block(direct=True), "last_self_weights")
+
+    class Shared(_transformer.EncoderLayer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.norm2 = self.norm1
+
+    fails_with("06.3", Shared, "same module object")
+
+
+def test_encoder_block_skeleton_reads_not_attempted():
+    class EncoderLayer(_transformer.EncoderLayer):
+        def forward(self, x, mask=None):
+            # YOUR CODE HERE
+            raise NotImplementedError()
+
+    assert utils.check("06.3", EncoderLayer).status == "not attempted"  # __init__ is given: forward is the exercise

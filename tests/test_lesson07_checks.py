@@ -334,3 +334,18 @@ def test_decoding_checks_have_rows_finishing_at_different_steps():
         early += ids.shape[1] < max_len
         assert (ids == PAD).any(), "some row should finish before another"
     assert early, "some batch should finish before max_len"
+
+
+def test_loss_through_the_models_forward_is_accepted_and_not_misreported():
+    """model(src, src_lengths, tgt) gives the teacher-forced logits in the lesson: it is a right answer."""
+    def via_forward(model, src, src_lengths, tgt):
+        logits = model(src, src_lengths, tgt)
+        return nn.functional.cross_entropy(logits.transpose(1, 2), tgt, ignore_index=PAD)
+
+    assert utils.check("07.2", via_forward)
+
+    def half_done(model, src, src_lengths, tgt):
+        memory, src_mask = model.encode(src, src_lengths)
+        raise NotImplementedError()
+
+    fails_with("07.2", half_done, "still raises NotImplementedError")

@@ -248,7 +248,11 @@ def check(id: str, candidate=None) -> CheckResult:
         return CheckResult(id, "not attempted", "Pass your function or class to check, e.g. utils.check(\"%s\", my_answer)." % id, ex.title)
     guard = Guard(TIME_LIMIT_S, MEMORY_LIMIT_MB)
     checking.CURRENT.update(id=id, reference=ex.reference)
+    threads = torch.get_num_threads()
     try:
+        # Small tensors: one thread is fastest, and never collapses on a busy machine (utils.setup's reason too).
+        if threads != 1:
+            torch.set_num_threads(1)
         # The checks draw random inputs; forking the RNG keeps the lesson's own random stream
         # (and so its results) identical whether or not the learner runs a check.
         with guard, torch.random.fork_rng(devices=[]), torch.enable_grad():
@@ -266,6 +270,8 @@ def check(id: str, candidate=None) -> CheckResult:
         return CheckResult(id, status, message, ex.title)
     finally:
         checking.CURRENT.update(id=None, reference=None)
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
     return CheckResult(id, "pass", "Well done: every check passed.", ex.title)
 
 

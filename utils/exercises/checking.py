@@ -57,12 +57,15 @@ def close(a, b, atol: float = 1e-5, rtol: float = 1e-4) -> bool:
 def expect_close(got, want, what: str, *, mistakes: dict | None = None, otherwise: str = "", atol=1e-5, rtol=1e-4) -> None:
     """``got`` equals ``want``; else name the first known mistake whose output ``got`` matches.
 
-    mistakes: ``{message: output that mistake would give}`` (entries may be None).
+    mistakes: ``{message: output that mistake would give}`` (entries may be None), or a function that
+    returns it, called only when ``got`` differs (the mistakes' outputs can cost more than the check).
     """
     expect_shape(got, want.shape, what)
     expect_finite(got, what)
     if close(got, want, atol, rtol):
         return
+    if callable(mistakes):
+        mistakes = mistakes()
     for message, output in (mistakes or {}).items():
         if output is not None and close(got, output, atol, rtol):
             raise Mistake(message)

@@ -79,7 +79,7 @@ def _call_nd(candidate, n, d):
 
 def _expect_float_sizes(candidate, reference) -> None:
     """The lesson's plot calls the count with a float n (n = r * d): it must work and agree there too."""
-    n, d = 2.5 * 64, 64.0
+    n, d = 100.5, 64.0  # n / d = 1.57..., as on the plot's x axis
     try:
         value = _number(candidate(n, d), "your function")
     except Mistake:

@@ -313,11 +313,12 @@ def check_encoder_layer(Candidate):
                 expect_shape(got, (B, S, D), "EncoderLayer(x, mask)", "The block keeps the shape of its input.")
                 want = ref(x, m)
                 real = pad[..., None] if m is not None else torch.ones(B, S, 1, dtype=torch.bool)
-                raw = {msg: out for msg, out in _block_mistakes(ref, x, m, norm_first).items() if out is not None}
-                mistakes = {msg: out * real for msg, out in raw.items()}
                 # an inverted mask leaves a row with no real key: its NaN must not hide the diagnosis
                 got_real = torch.nan_to_num(got, nan=1e6) * real
-                if not close(got_real, want * real):
+                raw = mistakes = {}
+                if not close(got_real, want * real):  # the mistakes' outputs only when needed
+                    raw = {msg: out for msg, out in _block_mistakes(ref, x, m, norm_first).items() if out is not None}
+                    mistakes = {msg: out * real for msg, out in raw.items()}
                     for msg, out in raw.items():
                         if close(got_real, torch.nan_to_num(out, nan=1e6) * real):
                             raise Mistake(msg)

@@ -169,7 +169,7 @@ def check_decoder_layer(Candidate):
         pre = "pre-LN (x + Sublayer(LayerNorm(x)))" if norm_first else "post-LN (LayerNorm(x + Sublayer(x)))"
         other = "post-LN" if norm_first else "pre-LN"
         m = lambda **kw: _layer_mutant(ref, x, memory, tgt_mask, memory_mask, **kw)  # noqa: E731
-        expect_close(got, want, "the decoder block's output", mistakes={
+        expect_close(got, want, "the decoder block's output", mistakes=lambda: {
             "Your self-attention ignores `tgt_mask`: every position sees the future target tokens, which at "
             "generation time do not exist yet. Pass tgt_mask to the self-attention.": m(causal=False),
             **{_CROSS_ON_X + " " * i: m(cross_kv=kv, cross_mask=cm)  # one key per variant (the spaces do not show)
@@ -294,7 +294,7 @@ def check_teacher_forcing_loss(candidate):
                "average over the real tokens.")
         expect_finite(got, "The loss")
         want = teacher_forcing_loss(model, src, src_lengths, tgt)
-        expect_close(got, want, "the loss", mistakes=_loss_mutants(model, src, src_lengths, tgt),
+        expect_close(got, want, "the loss", mistakes=lambda: _loss_mutants(model, src, src_lengths, tgt),
                      otherwise="The loss is the mean of -log p(y_t | y_<t, x) over the real target tokens, with the "
                                "target shifted right (SOS first) as the decoder's input.")
         expect(got.requires_grad, "The loss has no gradient: do not wrap it in torch.no_grad() or call .item()/.detach(), "
