@@ -44,23 +44,41 @@ def plot_accuracy_by_length(results: dict, *, metric: str = "token", title: str 
 
 
 def plot_losses(histories: dict, *, title: str = "Training loss", ax=None, smooth: int = 20):
-    """``{name: History}`` -> loss curves (moving average over ``smooth`` steps), log scale."""
+    """``{name: History}`` -> loss curves (moving average over ``smooth`` steps), log scale.
+
+    The y label says when the curves are moving averages (and over how many steps), so that a reader
+    does not compare them with a single step's loss.
+    """
     ax = ax or plt.subplots()[1]
+    windows = set()
     for name, history in histories.items():
         losses = np.asarray(history.losses if hasattr(history, "losses") else history, dtype=float)
         k = max(1, min(smooth, len(losses)))
-        ax.plot(np.convolve(losses, np.ones(k) / k, mode="valid"), label=name)
-    ax.set(xlabel="training step", ylabel="cross-entropy (nats per token)", title=title, yscale="log")
+        windows.add(k)
+        # x = the last step of each window, so that the curve is not shifted left by the averaging
+        ax.plot(np.arange(k - 1, len(losses)), np.convolve(losses, np.ones(k) / k, mode="valid"), label=name)
+    ylabel = "cross-entropy (nats per token)"
+    if windows - {1}:
+        ylabel += f"\nmoving average over {'/'.join(str(k) for k in sorted(windows))} steps"
+    ax.set(xlabel="training step", ylabel=ylabel, title=title, yscale="log")
     ax.legend()
     return ax
 
 
 def plot_attention(weights, src_tokens, tgt_tokens, *, title: str = "Attention weights", ax=None,
-                   xlabel: str = "input (keys)", ylabel: str = "output (queries)", colorbar: bool = True):
-    """A heatmap of ``weights`` (T, S): row t = how output token t spreads its attention over the inputs."""
+                   xlabel: str = "input (keys)", ylabel: str = "output (queries)", colorbar: bool = True,
+                   vmax: float | None = None):
+    """A heatmap of ``weights`` (T, S): row t = how output token t spreads its attention over the inputs.
+
+    With its own colour bar (the default) the scale runs from 0 to the largest weight shown. Without
+    one (``colorbar=False``, panels side by side) every panel shares the scale 0 to 1, the range of a
+    weight, so that the same colour means the same weight in every panel; ``vmax`` overrides both.
+    """
     weights = _as_numpy(weights)
     ax = ax or plt.subplots(figsize=(0.3 * len(src_tokens) + 2.5, 0.3 * len(tgt_tokens) + 1.8))[1]
-    image = ax.imshow(weights, cmap=HEATMAP, vmin=0, vmax=max(1e-9, float(weights.max())), aspect="auto")
+    if vmax is None:
+        vmax = max(1e-9, float(weights.max())) if colorbar else 1.0
+    image = ax.imshow(weights, cmap=HEATMAP, vmin=0, vmax=vmax, aspect="auto")
     ax.set_xticks(range(len(src_tokens)), ["␣" if t == " " else t for t in src_tokens], fontsize=8)
     ax.set_yticks(range(len(tgt_tokens)), list(tgt_tokens), fontsize=8)
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
