@@ -318,3 +318,22 @@ def test_ablating_a_head_zeroes_its_contribution_only_inside_the_block():
     with torch.no_grad():
         model.blocks[1].self_attn.out_proj.weight[:, 8:12] = 0
     assert torch.allclose(model(ids), ablated, atol=1e-6)
+
+
+def test_learning_rate_schedule():
+    lrs = [gpt.learning_rate(s, 100, 1e-2, 10) for s in range(100)]
+    assert lrs[0] == pytest.approx(1e-3) and lrs[9] == pytest.approx(1e-2)  # linear warm-up to the peak
+    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:]))  # then it only decays
+    assert lrs[-1] == pytest.approx(1e-3)  # to a tenth
+    assert gpt.learning_rate(57, 100, 1e-2, 10, schedule=False) == 1e-2
+
+
+def test_training_lowers_the_loss_and_evaluation_is_per_position():
+    torch.manual_seed(0)
+    model = GPT(5, 16, 2, 1, 32, 8)
+    pattern = torch.tensor([0, 1, 2, 3, 4, 0, 1, 2])  # a fixed sequence: easy to learn
+    history = gpt.train_lm(model, lambda g: pattern[None].repeat(4, 1), steps=60, lr=1e-2, warmup=5)
+    assert len(history.losses) == 60 and history.losses[-1] < history.losses[0] / 2
+    per_position = gpt.loss_per_position(model, pattern[None].repeat(3, 1))
+    assert per_position.shape == (7,)
+    assert gpt.bits_per_char(model, pattern[None]) == pytest.approx(per_position.mean().item() / math.log(2), rel=1e-5)

@@ -16,12 +16,15 @@ No dropout, as everywhere in the course. Boolean masks are True where attention 
 from __future__ import annotations
 
 import contextlib
+import math
+import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from utils.attention import MultiHeadAttention, causal_mask, copy_into_torch_mha, merge_heads, scaled_dot_product_attention, split_heads
+from utils.runtime import measured
 from utils.transformer import FeedForward
 
 
@@ -258,3 +261,75 @@ def attention_weights(model: GPT, ids):
     with torch.no_grad():
         model(ids)
     return torch.stack([block.last_weights for block in model.blocks])
+
+
+# ----------------------------------------------------------------- training and evaluation
+def learning_rate(step: int, steps: int, lr: float, warmup: int, schedule: bool = True) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine decay to lr/10 at the last step (GPT-2, nanoGPT).
+
+    With ``schedule=False``: the constant ``lr`` from the first step to the last.
+    """
+    if not schedule:
+        return lr
+    if step < warmup:
+        return lr * (step + 1) / warmup  # Adam's first updates are large and noisy: start small
+    progress = (step - warmup) / max(1, steps - 1 - warmup)  # 0 -> 1
+    return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))  # small steps at the end settle the weights
+
+
+def train_lm(model: nn.Module, get_batch, *, steps: int, lr: float = 3e-3, warmup: int = 50, schedule: bool = True,
+             seed: int = 0, desc: str = "training", loss_fn=None, clip: float = 1.0):
+    """Train a language model on ``get_batch(generator) -> tokens (B, T)`` with AdamW and :func:`learning_rate`.
+
+    Shows a progress bar with the loss; returns a :class:`utils.training.History` (loss in nats per step).
+    ``loss_fn(logits, tokens)`` defaults to :func:`next_token_loss`.
+    """
+    from tqdm.auto import tqdm
+
+    from utils.training import History
+
+    loss_fn = loss_fn or next_token_loss
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    history = History()
+    model.train()
+    start = time.perf_counter()
+    bar = tqdm(range(steps), desc=desc, leave=False, mininterval=0.5)
+    for step in bar:
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step, steps, lr, warmup, schedule)
+        tokens = get_batch(generator)
+        loss = loss_fn(model(tokens), tokens)
+        if not torch.isfinite(loss):
+            bar.close()
+            raise FloatingPointError(f"the loss became {loss.item()} at step {step}: try a smaller learning rate")
+        optimizer.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), clip)
+        optimizer.step()
+        history.losses.append(loss.item())
+        if step % 25 == 0:
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    bar.close()
+    history.seconds = time.perf_counter() - start
+    model.eval()
+    print(f"{desc}: {steps} steps, final loss {measured(history.final_loss, '.3f')} nats "
+          f"({measured(history.final_loss / math.log(2), '.2f')} bits) per token")
+    return history
+
+
+@torch.no_grad()
+def loss_per_position(model: nn.Module, tokens, batch_size: int = 64):
+    """tokens (N, T) -> (T-1,) the mean cross-entropy (nats) of predicting position t+1, per t."""
+    total = torch.zeros(tokens.shape[1] - 1)
+    for i in range(0, len(tokens), batch_size):
+        chunk = tokens[i:i + batch_size]
+        logits = model(chunk)[:, :-1]  # (b, T-1, V)
+        nll = F.cross_entropy(logits.transpose(1, 2), chunk[:, 1:], reduction="none")  # (b, T-1)
+        total += nll.sum(0)
+    return total / len(tokens)
+
+
+def bits_per_char(model: nn.Module, tokens, batch_size: int = 64) -> float:
+    """The mean next-token cross-entropy of ``model`` on ``tokens`` (N, T), in bits per character."""
+    return loss_per_position(model, tokens, batch_size).mean().item() / math.log(2)
