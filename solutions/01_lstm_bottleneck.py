@@ -129,8 +129,13 @@ print("src ids (B, S):", tuple(batch.src.shape), "\n", batch.src)
 class Encoder(nn.Module):
     """Embed the source and run an LSTM over it.
 
+    Layers: ``self.embedding = nn.Embedding(vocab_size, emb_dim, padding_idx=PAD)`` and
+    ``self.lstm = nn.LSTM(emb_dim, hidden_dim, batch_first=True)`` (these names: the check loads
+    the course's weights into them, and later cells read them).
+
     forward(src (B, S), src_lengths (B,)) -> (outputs (B, S, H), (h, c) each (1, B, H)),
     where (h, c) is the state after each sequence's *last real token*, not after the padding.
+    outputs has all S positions even when the batch is padded past its longest sequence.
     """
 
     def __init__(self, vocab_size: int, emb_dim: int, hidden_dim: int):
@@ -195,7 +200,11 @@ utils.check("01.2", shift_right)
 class Decoder(nn.Module):
     """An LSTM language model over the target, started from the encoder's final state.
 
-    forward(inputs (B, T), state ((1, B, H), (1, B, H))) -> (logits (B, T, V), new state)
+    Layers: ``self.embedding`` (nn.Embedding, padding_idx=PAD), ``self.lstm`` (nn.LSTM,
+    batch_first=True) and ``self.out = nn.Linear(hidden_dim, vocab_size)``.
+
+    forward(inputs (B, T), state ((1, B, H), (1, B, H))) -> (logits (B, T, V), new state (h, c)):
+    raw scores (no softmax); one token at a time, carrying the state, gives the same logits.
     """
 
     def __init__(self, vocab_size: int, emb_dim: int, hidden_dim: int):
@@ -230,8 +239,9 @@ utils.check("01.3", Decoder)
 def greedy_decode(model, src, src_lengths, max_len: int):
     """Generate with ``model.encoder`` and ``model.decoder``, one token at a time, always the most likely.
 
-    src (B, S), src_lengths (B,) -> ids (B, L), L <= max_len; each row ends with ``EOS``
-    (unless it ran out of steps) and has ``PAD`` after it.
+    src (B, S), src_lengths (B,) -> ids (B, L) torch.long, L <= max_len; each row ends with ``EOS``
+    (unless it ran out of steps) and has ``PAD`` after it. At most max_len steps, even when a row
+    never produces ``EOS``. Not ``model.generate``: that one calls this function.
     """
     ### BEGIN SOLUTION
     _, state = model.encoder(src, src_lengths)

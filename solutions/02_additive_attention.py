@@ -142,11 +142,16 @@ torch.set_num_threads(1)
 # In the code the query $s_{i-1}$ is `query`, the states $h_j$ are `keys`, and the names of the
 # layers are those of the equations.
 
+    Layers, without bias (the names of the equation; the model calls ``attention.W_k`` itself):
+    ``self.W_q = nn.Linear(query_dim, attn_dim, bias=False)``, ``self.W_k = nn.Linear(key_dim, attn_dim,
+    bias=False)``, ``self.w_v = nn.Linear(attn_dim, 1, bias=False)``.
+
 # %%
 class AdditiveAttention(nn.Module):
     """Bahdanau attention: e_j = w_v^T tanh(W_q s + W_k h_j), alpha = softmax_j(e), c = sum_j alpha_j h_j.
 
     forward(query (B, Dq), keys (B, S, Dk), mask=None (B, S) bool, True = may attend,
+    The inputs are not changed in place: the model passes the same ``projected_keys`` at every step.
             projected_keys=None (B, S, A), W_k(keys) if the caller computed it already)
         -> (context (B, Dk), weights (B, S))
 
@@ -220,6 +225,10 @@ utils.claim(bool((weights[~mask] == 0).all()) and torch.allclose(context, contex
 # one after the other, so the step is a module of its own, called in a loop.
 #
 # ### Exercise 02.2 · The attention decoder step (★★☆, about 15 min)
+
+    Layers: ``self.embedding = nn.Embedding(vocab_size, emb_dim, padding_idx=PAD)``, ``self.attention =
+    AdditiveAttention(hidden_dim, hidden_dim, attn_dim)``, ``self.cell = nn.LSTMCell(emb_dim + hidden_dim,
+    hidden_dim)``, ``self.out = nn.Linear(2 * hidden_dim, vocab_size)``.
 
 # %%
 class AttentionDecoder(nn.Module):
@@ -314,7 +323,8 @@ class AttentionSeq2Seq(nn.Module):
 # Same task (reverse, lengths 2 to 24 mixed), same hidden size 64, same training budget
 # (700 steps of 128 examples, Adam, learning rate $3 \cdot 10^{-3}$), same evaluation on fresh
 # inputs of each length. First lesson 01's bottleneck model again (so that both curves come from
-# this notebook), then the attention model. Attention adds a few parameters, which we count.
+# this notebook), then the attention model. Attention adds parameters (the attention layers, and a
+# decoder cell and output layer that also read the context): we count them, and compare.
 
 # %%
 task = SymbolTask("reverse", num_symbols=10, min_len=2, max_len=24)
@@ -635,8 +645,9 @@ ax.minorticks_off()
 _ = ax.legend()
 
 # %% [markdown]
-# The encoder's time grows in proportion to the length, and the steps cannot be spread over
-# positions: step $j$ waits for step $j-1$. The decoder is a recurrence too. Lesson 03 drops the
+# The encoder's time grows with the length, close to linearly (a log-log slope near 1; short
+# inputs cost a little more per position, since each call has a fixed overhead), and the steps
+# cannot be spread over positions: step $j$ waits for step $j-1$. The decoder is a recurrence too. Lesson 03 drops the
 # recurrence altogether: queries, keys and values computed from every position **at once**, and
 # scores that are the matrix product above. Lesson 04 measures what that costs in turn.
 #

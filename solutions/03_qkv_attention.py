@@ -34,7 +34,7 @@
 # 5. pass masks to PyTorch's own attention without falling into its two opposite conventions.
 #
 # **Exercises:** 03.1 scaled dot-product attention (★★☆) · 03.2 the causal mask (★☆☆) ·
-# 03.3 a padding mask (★☆☆) · 03.4 a self-attention layer (★★☆). Stuck? `utils.hint("03.1")`,
+# 03.3 a padding mask (★☆☆) · 03.4 a self-attention layer (★☆☆). Stuck? `utils.hint("03.1")`,
 # `utils.hint("03.1", 2)`, `utils.solution("03.1")`. The lesson runs to the end even before you
 # finish: later cells use the course's reference code until yours passes its check.
 
@@ -96,11 +96,15 @@ from utils.training import count_parameters, train
 # %% [markdown]
 # ## 1. From lesson 02's scores to queries, keys and values
 #
-# In lesson 02 the decoder state $s_t$ scored each encoder state $h_j$, with an additive score
-# $e_{tj} = w_v^\top \tanh(W_q s_t + W_k h_j)$ or Luong's dot score $e_{tj} = s_t^\top h_j$; the
-# softmax turned the scores into weights $\alpha_{tj}$, and the context was $c_t = \sum_j \alpha_{tj} h_j$.
+# In lesson 02 the previous decoder state $s_{i-1}$ scored each encoder state $h_j$, with an additive
+# score $e_{ij} = w_v^\top \tanh(W_q s_{i-1} + W_k h_j)$ or Luong's dot score $e_{ij} = s_{i-1}^\top h_j$;
+# the softmax turned the scores into weights $\alpha_{ij}$, and the context was
+# $c_i = \sum_j \alpha_{ij} h_j$.
 # The encoder state $h_j$ played two parts there: it was *compared* with the decoder state, and it
 # was *summed*. Give each part its own vector, computed from the inputs $x$ by its own matrix:
+# (From here on vectors are *rows*, as in the code, where a batch of positions is the rows of a
+# matrix: lesson 02's $W_q s$, a matrix times a column, becomes $x W_Q$, a row times a matrix; it
+# is what `nn.Linear` computes, and `self.W_q` in the code is $W_Q$.)
 #
 # * the **query** $q_i = x_i W_Q$: what position $i$ is looking for;
 # * the **key** $k_j = x_j W_K$: what position $j$ offers to be found by;
@@ -152,7 +156,8 @@ def scaled_dot_product_attention(q, k, v, mask=None):
     """Attention(Q, K, V) = softmax(Q K^T / sqrt(d_k)) V, with any number of leading batch dims.
 
     q (..., Lq, d_k), k (..., Lk, d_k), v (..., Lk, d_v), mask bool broadcastable to (..., Lq, Lk),
-    True = may attend -> (output (..., Lq, d_v), weights (..., Lq, Lk)).
+    True = may attend -> (output (..., Lq, d_v), weights (..., Lq, Lk)), in the inputs' dtype
+    (float64 in, float64 out). q, k, v and mask are not changed in place.
 
     A fully masked row (a query with no allowed key) gets all-zero weights and therefore a zero
     output, instead of the NaN that softmax over a row of -inf gives (0/0). Recent PyTorch's
@@ -439,7 +444,7 @@ utils.claim(bool((w_mha_wrong[0, 0, :3] == 0).all()),
 #   lesson 02, where the decoder state asked and the encoder states answered. The Transformer's
 #   decoder uses it to read the encoder's output (lesson 07).
 #
-# ### Exercise 03.4 · A self-attention layer (★★☆, about 10 min)
+# ### Exercise 03.4 · A self-attention layer (★☆☆, about 10 min)
 #
 # Create three projections `self.W_q`, `self.W_k`, `self.W_v`, each `nn.Linear(d_model, d_k, bias=False)`
 # (with `d_k = d_model` when it is not given), and attend with your `scaled_dot_product_attention`.
@@ -447,6 +452,9 @@ utils.claim(bool((w_mha_wrong[0, 0, :3] == 0).all()),
 # %%
 class SelfAttention(nn.Module):
     """Single-head self-attention: Q = X W_q, K = X W_k, V = X W_v, all computed from the same X.
+
+    Layers: ``self.W_q``, ``self.W_k``, ``self.W_v``, each ``nn.Linear(d_model, d_k, bias=False)``
+    (d_k = d_model when None); later cells read them by these names.
 
     forward(x (B, L, d_model), mask=None broadcastable to (B, L, L)) -> (output (B, L, d_k), weights (B, L, L))
     """

@@ -114,7 +114,8 @@ from utils.training import count_parameters, train
 #
 # with $W_i^Q, W_i^K, W_i^V \in \mathbb{R}^{d_{model} \times d_k}$, $W^O \in \mathbb{R}^{h d_k \times d_{model}}$
 # and $d_k = d_{model} / h$. Each head has its own softmax, so each can look somewhere else: the
-# seed notes say the subspaces "reflect different aspects of alignment".
+# heads' subspaces can reflect different aspects of alignment (section 5 trains a model whose two
+# heads learn two different ones).
 #
 # In code nobody runs $h$ separate small matrix products. The $h$ matrices $W_i^Q$ side by side
 # form one $d_{model} \times d_{model}$ matrix $[W_1^Q \cdots W_h^Q]$: **one** `nn.Linear` computes
@@ -224,6 +225,9 @@ class MultiHeadAttention(nn.Module):
     Each head works in a d_k = d_model / h dimensional subspace, so all heads together cost about
     as much as one full-width head. As in ``nn.MultiheadAttention``, the projections have biases.
 
+    Attributes: ``self.num_heads`` (later cells read it) and four ``nn.Linear(d_model, d_model)``
+    named ``q_proj``, ``k_proj``, ``v_proj``, ``out_proj``.
+
     forward(query (B, Lq, D), key (B, Lk, D), value (B, Lk, D), mask=None)
         -> (output (B, Lq, D), weights (B, h, Lq, Lk))
 
@@ -234,6 +238,8 @@ class MultiHeadAttention(nn.Module):
       * (B, h, Lq, Lk) or anything else 4-D that broadcasts against the weights.
     A 2-D mask when B == Lq > 1 could be either of the first two: that raises a ValueError asking for
     ``mask[:, None, :]`` (padding) or ``mask[None]`` (shared) instead of guessing.
+    A query whose keys are all masked gets zero weights (its output is ``out_proj``'s bias), never
+    NaN: lesson 03's ``scaled_dot_product_attention`` does that.
     """
 
     def __init__(self, d_model: int, num_heads: int):

@@ -378,8 +378,10 @@ class EncoderLayer(nn.Module):
     """Self-attention then feed-forward, each wrapped in a residual connection and a LayerNorm.
 
     post-LN (paper, norm_first=False): x = LN(x + Sublayer(x)); pre-LN (norm_first=True): x = x + Sublayer(LN(x)).
-    forward(x (B, S, D), mask=None e.g. (B, S) key padding, True = real) -> (B, S, D).
-    The last self-attention weights (B, h, S, S) are kept, detached, in ``last_self_weights``.
+    forward(x (B, S, D), mask=None e.g. (B, 1, S): a key padding mask with a query axis, True at the
+    real tokens (not PyTorch's True = padding)) -> (B, S, D).
+    Attend through ``self._sa(h, mask)``: it keeps the last self-attention weights (B, h, S, S),
+    detached, in ``last_self_weights`` for the heatmaps.
     """
 
     def __init__(self, d_model: int, num_heads: int, d_ff: int, norm_first: bool = True):
@@ -582,6 +584,10 @@ def tagging_accuracy(model, task, *, length=None, n: int = 300, seed: int = 1234
 #
 # Two blocks, $d_{model} = 32$, 4 heads, pre-LN, the same seed, the same batches, a few hundred
 # steps of Adam: only the positional encoding differs.
+#
+# *In the quick setting* (`COURSE_QUICK=1`, a few training steps only) a claim that needs the
+# full run prints "… quick setting, claim not asserted", and the text after it still describes
+# the full run's results: run the notebook without it to see them.
 
 # %%
 STEPS, BATCH = utils.budget(300, 60), 64

@@ -141,11 +141,15 @@ torch.set_num_threads(1)
 class DecoderLayer(nn.Module):
     """Masked self-attention over the target, cross-attention to the encoder output, feed-forward.
 
-    forward(x (B, T, D), memory (B, S, D), tgt_mask=None e.g. (T, T) causal,
-            memory_mask=None e.g. (B, S) source padding) -> (B, T, D).
+    Layers: ``self_attn`` and ``cross_attn`` (each ``MultiHeadAttention(d_model, num_heads)``),
+    ``ff`` (``FeedForward(d_model, d_ff)``), ``norm1``, ``norm2``, ``norm3`` (``nn.LayerNorm(d_model)``,
+    one each, in the sublayers' order), and ``self.norm_first``.
+
+    forward(x (B, T, D), memory (B, S, D), tgt_mask=None e.g. (1, T, T) causal,
+            memory_mask=None e.g. (B, 1, S) source padding, True at real tokens) -> (B, T, D).
     In cross-attention the queries come from the decoder, the keys and values from ``memory``.
-    The last weights are kept, detached: ``last_self_weights`` (B, h, T, T) and
-    ``last_cross_weights`` (B, h, T, S), for heatmaps.
+    Attend through ``self._sa`` and ``self._ca``: they keep the last weights, detached,
+    ``last_self_weights`` (B, h, T, T) and ``last_cross_weights`` (B, h, T, S), for heatmaps.
     """
 
     def __init__(self, d_model: int, num_heads: int, d_ff: int, norm_first: bool = True):
@@ -214,8 +218,8 @@ for norm_first in (True, False):
 # %% [markdown]
 # ### The decoder cannot see the future
 #
-# The seed notes of the course say it plainly: *the decoder masks future words, so the model
-# is trained on the previous words only.* Here is the proof by experiment. We build a full
+# The claim, in one sentence: *the decoder masks future words, so the model is trained to
+# predict each word from the previous words only.* Here is the proof by experiment. We build a full
 # Transformer with your decoder block, feed it a target, change **one** target token at
 # position $j$, and measure how much each output position $t$ moves. If the mask works, the
 # output at $t$ moves only when $j \le t$.
@@ -262,7 +266,10 @@ utils.claim(earlier_or_same.min().item() > 1e-3, "changing decoder input t or an
             needs_training=False)
 
 # %% [markdown]
-# The lower triangle is the causal mask of lesson 03, seen from the outside. It is what makes
+# Only the upper triangle, diagonal included, is non-zero: row $j$ (the changed input) moves
+# the outputs $t \ge j$ only. That is the causal mask of lesson 03 seen from the outside, and
+# transposed: the mask's rows are the queries (here the columns $t$), its lower triangle the
+# keys each may see. It is what makes
 # training efficient: all $T$ positions are computed in **one** pass, each predicting its next
 # token as if the later ones did not exist, where the RNN decoder needed $T$ sequential steps.
 #
@@ -296,7 +303,8 @@ def teacher_forcing_loss(model, src, src_lengths, tgt):
 
     src (B, S), src_lengths (B,), tgt (B, T) ending with EOS and padded with PAD -> a scalar.
     ``model`` has ``encode(src, src_lengths) -> (memory, src_mask)`` and
-    ``decode(tgt_in (B, T), memory, src_mask) -> logits (B, T, V)``.
+    ``decode(tgt_in (B, T), memory, src_mask) -> logits (B, T, V)`` (and ``model(src, src_lengths, tgt)``
+    gives the same teacher-forced logits). The loss keeps its gradient; ``tgt`` is not changed.
     """
     ### BEGIN SOLUTION
     memory, src_mask = model.encode(src, src_lengths)  # (B, S, D), (B, S)
@@ -353,8 +361,10 @@ print(f"an untrained model is close to uniform: ln(V) = ln({len(task.vocab)}) = 
 def greedy_decode(model, src, src_lengths, max_len: int):
     """Generate with ``model.encode`` and ``model.decode``, always taking the most likely next token.
 
-    src (B, S), src_lengths (B,) -> ids (B, L), L <= max_len; each row ends with ``EOS`` (unless it
-    ran out of steps) and has ``PAD`` after it. Stops as soon as every row has produced ``EOS``.
+    src (B, S), src_lengths (B,) -> ids (B, L) torch.long, L <= max_len; each row ends with ``EOS``
+    (unless it ran out of steps) and has ``PAD`` after it. Stops as soon as every row has produced
+    ``EOS``, and after max_len steps even when a row never does. Not ``model.generate``: the
+    lesson's model.generate calls this function.
     """
     ### BEGIN SOLUTION
     memory, src_mask = model.encode(src, src_lengths)  # encode the source once: (B, S, D)
@@ -377,6 +387,10 @@ def greedy_decode(model, src, src_lengths, max_len: int):
 utils.check("07.3", greedy_decode)
 
 # %% [markdown]
+#
+# *In the quick setting* (`COURSE_QUICK=1`, a few training steps only) a claim that needs the
+# full run prints "… quick setting, claim not asserted", and the text after it still describes
+# the full run's results: run the notebook without it to see them.
 # ## 4. The whole model, on the task of lessons 01 and 02
 #
 # The model wires your three pieces together: your decoder block in every layer, your greedy
@@ -532,7 +546,10 @@ plt.tight_layout()
 # mask guarantees it: a position never sees what came after it). A **key/value cache** keeps
 # each layer's self-attention keys and values and computes, at each step, only the newest
 # position's; the cross-attention keys and values depend only on the memory and are computed
-# once. The work per step no longer grows with the output.
+# once. The projections and the feed-forward then cost the same at every step, one position's
+# worth; only the attention of the new query over the cache still grows with $t$ (it reads $t$
+# keys and values), so a step costs $O(t\,d)$ for attention instead of recomputing all $t$
+# positions' $O(t\,d^2)$ projections and feed-forwards.
 
 # %%
 def embed_position(model, token, t: int):
@@ -752,7 +769,8 @@ utils.claim(diff < 1e-4, "our trained Transformer equals nn.Transformer given th
 #   (measured above), so training scores all positions in one pass.
 # * Training is maximum likelihood: the NLL of the target shifted right, padding ignored, which is
 #   `F.cross_entropy(..., ignore_index=PAD)`.
-# * Generation is a loop; a key/value cache makes each step's work constant instead of growing.
+# * Generation is a loop; a key/value cache computes only the newest position's projections and
+#   feed-forward at each step (a constant cost); its attention over the cache still grows with $t$.
 # * On the reversing task the Transformer is right at every length, where the bottleneck LSTM
 #   fails on long inputs; on dates its heads read the day, the month and the year.
 #
