@@ -142,20 +142,20 @@ torch.set_num_threads(1)
 # In the code the query $s_{i-1}$ is `query`, the states $h_j$ are `keys`, and the names of the
 # layers are those of the equations.
 
-    Layers, without bias (the names of the equation; the model calls ``attention.W_k`` itself):
-    ``self.W_q = nn.Linear(query_dim, attn_dim, bias=False)``, ``self.W_k = nn.Linear(key_dim, attn_dim,
-    bias=False)``, ``self.w_v = nn.Linear(attn_dim, 1, bias=False)``.
-
 # %%
 class AdditiveAttention(nn.Module):
     """Bahdanau attention: e_j = w_v^T tanh(W_q s + W_k h_j), alpha = softmax_j(e), c = sum_j alpha_j h_j.
 
+    Layers, without bias (the names of the equation; the model calls ``attention.W_k`` itself):
+    ``self.W_q = nn.Linear(query_dim, attn_dim, bias=False)``, ``self.W_k = nn.Linear(key_dim, attn_dim,
+    bias=False)``, ``self.w_v = nn.Linear(attn_dim, 1, bias=False)``.
+
     forward(query (B, Dq), keys (B, S, Dk), mask=None (B, S) bool, True = may attend,
-    The inputs are not changed in place: the model passes the same ``projected_keys`` at every step.
             projected_keys=None (B, S, A), W_k(keys) if the caller computed it already)
         -> (context (B, Dk), weights (B, S))
 
     A row whose keys are all masked gets zero weights and a zero context, never NaN.
+    The inputs are not changed in place: the model passes the same ``projected_keys`` at every step.
     """
 
     def __init__(self, query_dim: int, key_dim: int, attn_dim: int):
@@ -226,13 +226,13 @@ utils.claim(bool((weights[~mask] == 0).all()) and torch.allclose(context, contex
 #
 # ### Exercise 02.2 · The attention decoder step (★★☆, about 15 min)
 
-    Layers: ``self.embedding = nn.Embedding(vocab_size, emb_dim, padding_idx=PAD)``, ``self.attention =
-    AdditiveAttention(hidden_dim, hidden_dim, attn_dim)``, ``self.cell = nn.LSTMCell(emb_dim + hidden_dim,
-    hidden_dim)``, ``self.out = nn.Linear(2 * hidden_dim, vocab_size)``.
-
 # %%
 class AttentionDecoder(nn.Module):
     """One decoder step with additive attention; the query is the previous decoder state s_{i-1}.
+
+    Layers: ``self.embedding = nn.Embedding(vocab_size, emb_dim, padding_idx=PAD)``, ``self.attention =
+    AdditiveAttention(hidden_dim, hidden_dim, attn_dim)``, ``self.cell = nn.LSTMCell(emb_dim + hidden_dim,
+    hidden_dim)``, ``self.out = nn.Linear(2 * hidden_dim, vocab_size)``.
 
     forward(token (B,), state ((B, H), (B, H)), enc_outputs (B, S, H), mask (B, S), projected_keys=None (B, S, A))
         -> (logits (B, V), new state ((B, H), (B, H)), weights (B, S))

@@ -387,14 +387,14 @@ def greedy_decode(model, src, src_lengths, max_len: int):
 utils.check("07.3", greedy_decode)
 
 # %% [markdown]
-#
-# *In the quick setting* (`COURSE_QUICK=1`, a few training steps only) a claim that needs the
-# full run prints "… quick setting, claim not asserted", and the text after it still describes
-# the full run's results: run the notebook without it to see them.
 # ## 4. The whole model, on the task of lessons 01 and 02
 #
 # The model wires your three pieces together: your decoder block in every layer, your greedy
 # decoding to generate. (`train` minimises `F.cross_entropy`, equal to your loss as shown above.)
+#
+# *In the quick setting* (`COURSE_QUICK=1`, a few training steps only) a claim that needs the
+# full run prints "… quick setting, claim not asserted", and the text after it still describes
+# the full run's results: run the notebook without it to see them.
 
 # %%
 greedy_decode = utils.use("07.3", greedy_decode)
