@@ -213,3 +213,8 @@ def test_greedy_decode_reliances_and_structural_mistakes():
         return _loop(m, s, l, n)
 
     fails_with("01.4", in_place, "in place")
+
+
+def test_shift_right_keeps_the_ids_dtype():
+    fails_with("01.2", lambda tgt, sos=SOS: torch.cat([torch.full((tgt.shape[0], 1), float(sos)), tgt[:, :-1]], 1),
+               "keep tgt's dtype")

@@ -242,3 +242,14 @@ def test_an_ambiguous_mask_must_be_refused():
             return super().forward(query, key, value, mask)
 
     fails_with("05.2", Guesses, "ValueError")
+
+
+def test_split_heads_must_leave_its_input():
+    def split(x, num_heads):
+        B, L, D = x.shape
+        out = x.view(B, L, num_heads, D // num_heads).transpose(1, 2)
+        x.mul_(1.0).add_(0.0)  # harmless
+        x[0, 0, 0] += 1.0  # but changes the caller's tensor
+        return out
+
+    fails_with("05.1", (split, merge_heads), "in place")

@@ -268,3 +268,21 @@ def test_encoder_block_skeleton_reads_not_attempted():
             raise NotImplementedError()
 
     assert utils.check("06.3", EncoderLayer).status == "not attempted"  # __init__ is given: forward is the exercise
+
+
+def test_positional_encoding_and_layer_norm_reliances():
+    import numpy as np
+
+    def float64_pe(P, D):  # right values, NumPy's float64: it would not add to float32 embeddings as the lesson does
+        pos, i = np.arange(P)[:, None], np.arange(0, D, 2)
+        pe = np.zeros((P, D))
+        pe[:, 0::2], pe[:, 1::2] = np.sin(pos / 10000 ** (i / D)), np.cos(pos / 10000 ** (i / D))
+        return torch.from_numpy(pe)
+
+    fails_with("06.1", float64_pe, "float64")
+
+    def in_place_norm(x, weight, bias, eps=1e-5):
+        x -= x.mean(-1, keepdim=True)
+        return x / torch.sqrt((x ** 2).mean(-1, keepdim=True) + eps) * weight + bias
+
+    fails_with("06.2", in_place_norm, "in place")

@@ -118,6 +118,8 @@ def check_shift_right(candidate):
             raise Mistake("The output is one token too long: keep the length T by dropping the target's last token "
                           "(it is never an input: nothing is predicted after it).")
         expect_shape(got, (B, T), "shift_right(tgt)")
+        expect(got.dtype == tgt.dtype, f"shift_right returns {got.dtype}; keep tgt's dtype ({tgt.dtype}): the decoder's "
+               "nn.Embedding needs integer ids (e.g. `torch.full_like(tgt[:, :1], sos)`, not torch.full(..., float)).")
         want = rnn.shift_right(tgt, sos)
         if torch.equal(got, want):
             continue

@@ -54,8 +54,10 @@ def teacher_forcing_loss(model, src, src_lengths, tgt):
 def greedy_decode(model, src, src_lengths, max_len: int):
     """Generate with ``model.encode`` and ``model.decode``, always taking the most likely next token.
 
-    src (B, S), src_lengths (B,) -> ids (B, L), L <= max_len; each row ends with ``EOS`` (unless it
-    ran out of steps) and has ``PAD`` after it. Stops as soon as every row has produced ``EOS``.
+    src (B, S), src_lengths (B,) -> ids (B, L) torch.long, L <= max_len; each row ends with ``EOS``
+    (unless it ran out of steps) and has ``PAD`` after it. Stops as soon as every row has produced
+    ``EOS``, and after max_len steps even when a row never does. Not ``model.generate``: the
+    lesson's model.generate calls this function.
     """
     memory, src_mask = model.encode(src, src_lengths)  # encode the source once: (B, S, D)
     ys = torch.full((src.shape[0], 1), SOS, dtype=torch.long, device=src.device)  # (B, 1) decoder input so far
