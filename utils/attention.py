@@ -29,7 +29,8 @@ def scaled_dot_product_attention(q, k, v, mask=None):
     """Attention(Q, K, V) = softmax(Q K^T / sqrt(d_k)) V, with any number of leading batch dims.
 
     q (..., Lq, d_k), k (..., Lk, d_k), v (..., Lk, d_v), mask bool broadcastable to (..., Lq, Lk),
-    True = may attend -> (output (..., Lq, d_v), weights (..., Lq, Lk)).
+    True = may attend -> (output (..., Lq, d_v), weights (..., Lq, Lk)), in the inputs' dtype
+    (float64 in, float64 out). q, k, v and mask are not changed in place.
 
     A fully masked row (a query with no allowed key) gets all-zero weights and therefore a zero
     output, instead of the NaN that softmax over a row of -inf gives (0/0). Recent PyTorch's
@@ -69,6 +70,9 @@ def padding_mask(lengths, max_len: int):
 class SelfAttention(nn.Module):
     """Single-head self-attention: Q = X W_q, K = X W_k, V = X W_v, all computed from the same X.
 
+    Layers: ``self.W_q``, ``self.W_k``, ``self.W_v``, each ``nn.Linear(d_model, d_k, bias=False)``
+    (d_k = d_model when None); later cells read them by these names.
+
     forward(x (B, L, d_model), mask=None broadcastable to (B, L, L)) -> (output (B, L, d_k), weights (B, L, L))
     """
 
@@ -106,6 +110,9 @@ class MultiHeadAttention(nn.Module):
     Each head works in a d_k = d_model / h dimensional subspace, so all heads together cost about
     as much as one full-width head. As in ``nn.MultiheadAttention``, the projections have biases.
 
+    Attributes: ``self.num_heads`` (later cells read it) and four ``nn.Linear(d_model, d_model)``
+    named ``q_proj``, ``k_proj``, ``v_proj``, ``out_proj``.
+
     forward(query (B, Lq, D), key (B, Lk, D), value (B, Lk, D), mask=None)
         -> (output (B, Lq, D), weights (B, h, Lq, Lk))
 
@@ -116,6 +123,8 @@ class MultiHeadAttention(nn.Module):
       * (B, h, Lq, Lk) or anything else 4-D that broadcasts against the weights.
     A 2-D mask when B == Lq > 1 could be either of the first two: that raises a ValueError asking for
     ``mask[:, None, :]`` (padding) or ``mask[None]`` (shared) instead of guessing.
+    A query whose keys are all masked gets zero weights (its output is ``out_proj``'s bias), never
+    NaN: lesson 03's ``scaled_dot_product_attention`` does that.
     """
 
     def __init__(self, d_model: int, num_heads: int):

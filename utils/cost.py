@@ -35,7 +35,7 @@ def attention_flops(n: int, d: int) -> int:
 
     n positions, model width d = d_k = d_v. Matrix products only, a multiply-add = 2 FLOPs:
     Q, K, V = X W_q, X W_k, X W_v (3 products (n, d) @ (d, d)), S = Q K^T ((n, d) @ (d, n)) and
-    Y = A V ((n, n) @ (n, d)).
+    Y = A V ((n, n) @ (n, d)). A formula of n and d: later cells also call it with a float n.
     """
     projections = 3 * 2 * n * d * d  # O(n d^2)
     scores = 2 * n * n * d  # Q K^T: n^2 dot products of length d
@@ -48,7 +48,7 @@ def lstm_flops(n: int, d: int) -> int:
 
     At each of the n steps, each of the 4 gates (input, forget, cell, output) multiplies the input
     x_t by a (d, d) matrix and the previous state h_{t-1} by another. Matrix products only, a
-    multiply-add = 2 FLOPs.
+    multiply-add = 2 FLOPs. A formula of n and d: later cells also call it with a float n.
     """
     per_gate = 2 * d * d + 2 * d * d  # W_i x_t + W_h h_{t-1}
     return n * 4 * per_gate  # O(n d^2), in n steps that must run one after the other

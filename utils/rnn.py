@@ -23,8 +23,13 @@ from utils.data import EOS, PAD, SOS
 class Encoder(nn.Module):
     """Embed the source and run an LSTM over it.
 
+    Layers: ``self.embedding = nn.Embedding(vocab_size, emb_dim, padding_idx=PAD)`` and
+    ``self.lstm = nn.LSTM(emb_dim, hidden_dim, batch_first=True)`` (these names: the check loads
+    the course's weights into them, and later cells read them).
+
     forward(src (B, S), src_lengths (B,)) -> (outputs (B, S, H), (h, c) each (1, B, H)),
     where (h, c) is the state after each sequence's *last real token*, not after the padding.
+    outputs has all S positions even when the batch is padded past its longest sequence.
     """
 
     def __init__(self, vocab_size: int, emb_dim: int, hidden_dim: int):
@@ -54,7 +59,11 @@ def shift_right(tgt, sos: int = SOS):
 class Decoder(nn.Module):
     """An LSTM language model over the target, started from the encoder's final state.
 
-    forward(inputs (B, T), state ((1, B, H), (1, B, H))) -> (logits (B, T, V), new state)
+    Layers: ``self.embedding`` (nn.Embedding, padding_idx=PAD), ``self.lstm`` (nn.LSTM,
+    batch_first=True) and ``self.out = nn.Linear(hidden_dim, vocab_size)``.
+
+    forward(inputs (B, T), state ((1, B, H), (1, B, H))) -> (logits (B, T, V), new state (h, c)):
+    raw scores (no softmax); one token at a time, carrying the state, gives the same logits.
     """
 
     def __init__(self, vocab_size: int, emb_dim: int, hidden_dim: int):
@@ -73,8 +82,9 @@ class Decoder(nn.Module):
 def greedy_decode(model, src, src_lengths, max_len: int):
     """Generate with ``model.encoder`` and ``model.decoder``, one token at a time, always the most likely.
 
-    src (B, S), src_lengths (B,) -> ids (B, L), L <= max_len; each row ends with ``EOS``
-    (unless it ran out of steps) and has ``PAD`` after it.
+    src (B, S), src_lengths (B,) -> ids (B, L) torch.long, L <= max_len; each row ends with ``EOS``
+    (unless it ran out of steps) and has ``PAD`` after it. At most max_len steps, even when a row
+    never produces ``EOS``. Not ``model.generate``: that one calls this function.
     """
     _, state = model.encoder(src, src_lengths)
     token = torch.full((src.shape[0], 1), SOS, dtype=torch.long, device=src.device)  # (B, 1)
@@ -111,11 +121,16 @@ class BottleneckSeq2Seq(nn.Module):
 class AdditiveAttention(nn.Module):
     """Bahdanau attention: e_j = w_v^T tanh(W_q s + W_k h_j), alpha = softmax_j(e), c = sum_j alpha_j h_j.
 
+    Layers, without bias (the names of the equation; the model calls ``attention.W_k`` itself):
+    ``self.W_q = nn.Linear(query_dim, attn_dim, bias=False)``, ``self.W_k = nn.Linear(key_dim, attn_dim,
+    bias=False)``, ``self.w_v = nn.Linear(attn_dim, 1, bias=False)``.
+
     forward(query (B, Dq), keys (B, S, Dk), mask=None (B, S) bool, True = may attend,
             projected_keys=None (B, S, A), W_k(keys) if the caller computed it already)
         -> (context (B, Dk), weights (B, S))
 
     A row whose keys are all masked gets zero weights and a zero context, never NaN.
+    The inputs are not changed in place: the model passes the same ``projected_keys`` at every step.
     """
 
     def __init__(self, query_dim: int, key_dim: int, attn_dim: int):
@@ -140,6 +155,10 @@ class AdditiveAttention(nn.Module):
 
 class AttentionDecoder(nn.Module):
     """One decoder step with additive attention; the query is the previous decoder state s_{i-1}.
+
+    Layers: ``self.embedding = nn.Embedding(vocab_size, emb_dim, padding_idx=PAD)``, ``self.attention =
+    AdditiveAttention(hidden_dim, hidden_dim, attn_dim)``, ``self.cell = nn.LSTMCell(emb_dim + hidden_dim,
+    hidden_dim)``, ``self.out = nn.Linear(2 * hidden_dim, vocab_size)``.
 
     forward(token (B,), state ((B, H), (B, H)), enc_outputs (B, S, H), mask (B, S), projected_keys=None (B, S, A))
         -> (logits (B, V), new state ((B, H), (B, H)), weights (B, S))

@@ -73,8 +73,10 @@ class EncoderLayer(nn.Module):
     """Self-attention then feed-forward, each wrapped in a residual connection and a LayerNorm.
 
     post-LN (paper, norm_first=False): x = LN(x + Sublayer(x)); pre-LN (norm_first=True): x = x + Sublayer(LN(x)).
-    forward(x (B, S, D), mask=None e.g. (B, S) key padding, True = real) -> (B, S, D).
-    The last self-attention weights (B, h, S, S) are kept, detached, in ``last_self_weights``.
+    forward(x (B, S, D), mask=None e.g. (B, 1, S): a key padding mask with a query axis, True at the
+    real tokens (not PyTorch's True = padding)) -> (B, S, D).
+    Attend through ``self._sa(h, mask)``: it keeps the last self-attention weights (B, h, S, S),
+    detached, in ``last_self_weights`` for the heatmaps.
     """
 
     def __init__(self, d_model: int, num_heads: int, d_ff: int, norm_first: bool = True):
@@ -121,11 +123,15 @@ class Encoder(nn.Module):
 class DecoderLayer(nn.Module):
     """Masked self-attention over the target, cross-attention to the encoder output, feed-forward.
 
-    forward(x (B, T, D), memory (B, S, D), tgt_mask=None e.g. (T, T) causal,
-            memory_mask=None e.g. (B, S) source padding) -> (B, T, D).
+    Layers: ``self_attn`` and ``cross_attn`` (each ``MultiHeadAttention(d_model, num_heads)``),
+    ``ff`` (``FeedForward(d_model, d_ff)``), ``norm1``, ``norm2``, ``norm3`` (``nn.LayerNorm(d_model)``,
+    one each, in the sublayers' order), and ``self.norm_first``.
+
+    forward(x (B, T, D), memory (B, S, D), tgt_mask=None e.g. (1, T, T) causal,
+            memory_mask=None e.g. (B, 1, S) source padding, True at real tokens) -> (B, T, D).
     In cross-attention the queries come from the decoder, the keys and values from ``memory``.
-    The last weights are kept, detached: ``last_self_weights`` (B, h, T, T) and
-    ``last_cross_weights`` (B, h, T, S), for heatmaps.
+    Attend through ``self._sa`` and ``self._ca``: they keep the last weights, detached,
+    ``last_self_weights`` (B, h, T, T) and ``last_cross_weights`` (B, h, T, S), for heatmaps.
     """
 
     def __init__(self, d_model: int, num_heads: int, d_ff: int, norm_first: bool = True):

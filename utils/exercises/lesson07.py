@@ -39,7 +39,8 @@ def teacher_forcing_loss(model, src, src_lengths, tgt):
 
     src (B, S), src_lengths (B,), tgt (B, T) ending with EOS and padded with PAD -> a scalar.
     ``model`` has ``encode(src, src_lengths) -> (memory, src_mask)`` and
-    ``decode(tgt_in (B, T), memory, src_mask) -> logits (B, T, V)``.
+    ``decode(tgt_in (B, T), memory, src_mask) -> logits (B, T, V)`` (and ``model(src, src_lengths, tgt)``
+    gives the same teacher-forced logits). The loss keeps its gradient; ``tgt`` is not changed.
     """
     memory, src_mask = model.encode(src, src_lengths)  # (B, S, D), (B, S)
     tgt_in = torch.cat([torch.full_like(tgt[:, :1], SOS), tgt[:, :-1]], dim=1)  # (B, T): SOS y_1 .. y_{T-1}
