@@ -253,3 +253,15 @@ def test_split_heads_must_leave_its_input():
         return out
 
     fails_with("05.1", (split, merge_heads), "in place")
+
+
+def test_the_mask_forms_of_lessons_06_and_07_are_checked():
+    """Lessons 06 and 07 pass (B, 1, Lk) and (1, Lq, Lk) masks: a module that takes only (B, Lq, Lk) fails."""
+    class OnlyFull3D(MultiHeadAttention):
+        def forward(self, query, key, value, mask=None):
+            if mask is not None and mask.dim() == 3 and mask.shape != (query.shape[0], query.shape[1], key.shape[1]):
+                raise ValueError("a 3-D mask must be (B, Lq, Lk)")
+            return super().forward(query, key, value, mask)
+
+    result = fails_with("05.2", OnlyFull3D, "(B, 1, Lk) mask")
+    assert "ValueError" in result.message

@@ -166,6 +166,9 @@ def _masks(B, Lq, Lk, h, g):
     yield "a shared (Lq, Lk)", shared, {"attn_mask": ~shared}
     full = _allowed((B, Lq, Lk), g)
     yield "a full (B, Lq, Lk)", full, {"attn_mask": (~full).repeat_interleave(h, 0)}
+    # the forms lessons 06 and 07 pass: a key padding mask with a query axis, a causal mask with a batch axis
+    yield "a key padding (B, 1, Lk)", pad[:, None, :], {"key_padding_mask": ~pad}
+    yield "a shared (1, Lq, Lk)", shared[None], {"attn_mask": ~shared}
 
 
 _WRONG_SCALE = ("The scores are scaled by the wrong width: divide by sqrt(d_k), the width of one head "
