@@ -1,12 +1,24 @@
 """`python -m utils.grade` grades a generated class of lesson 01 submissions: correct, wrong in known
 ways, unfinished and hostile ones; the gradebook is asserted cell by cell, and the grader's verdict
-is the one `utils.check` gives in the notebook for the same code."""
+is the one `utils.check` gives in the notebook for the same code.
+
+The hostile part of the class (mallory, imogen, dora, tom) tries what a learner could do to other
+learners and to the course: rewrite the course's checks on disk, write into another submission and
+into the output folder, leave a process running after grading, read another learner's notebook,
+the machine's files and the grader's environment into its own feedback, submit the course's own
+reference (imported, subclassed, or called), and replace `utils.exercises.check`. The tests prove
+that none of it works (in the sandbox, on by default) and that the honest learners' grades are
+exactly as they were.
+"""
 import copy
 import csv
 import hashlib
 import json
+import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -74,6 +86,62 @@ os._exit(1)
 '''
 
 
+# ------------------------------------------------------------------ hostile answers
+SECRET = "ALICE-PRIVATE-NOTE-5b1e"  # in alice's notebook only: no other feedback may contain it
+ENV_SECRET = "GRADER-TOKEN-93c7d1"  # in the grader's environment only
+MARKER = "course-grade-test-survivor-41d9"  # the command line of a process a submission leaves behind
+SNOOP = '''def shift_right(tgt, sos=SOS):
+    import glob, os, socket
+    found = []
+    for path in [{alice!r}, "/etc/hostname", f"/proc/{{os.getppid()}}/cmdline", {readme!r}]:
+        try:
+            found.append(open(path).read()[:3000])
+        except Exception as err:
+            found.append(type(err).__name__)
+    found += [socket.gethostname(), repr(dict(os.environ)), repr(glob.glob({klass!r} + "/*"))]
+    raise RuntimeError(" | ".join(found))
+'''
+DISK = '''class Attack:  # a class body runs when it is defined, and the grader runs definitions
+    import os
+    import utils.exercises.lesson01 as target
+    try:  # make 01.3 pass anything, in every later kernel
+        with open(target.__file__, "a") as f:
+            f.write("\\nexercise('01.3', 'x', reference=rnn.Decoder, hints=[], difficulty=2, minutes=1)(lambda c: None)\\n")
+    except OSError:
+        pass
+    for path in [os.path.join(os.path.dirname(target.__file__), "evil.py"), {alice!r}]:
+        try:
+            with open(path, "a") as f:
+                f.write("# written by mallory\\n")
+        except OSError:
+            pass
+    try:  # the output folder, from the grader's command line
+        cmd = open(f"/proc/{{os.getppid()}}/cmdline").read().split("\\0")
+        with open(os.path.join(cmd[cmd.index("--out") + 1], "gradebook.csv"), "a") as f:
+            f.write("mallory,hacked\\n")
+    except Exception:
+        pass
+''' + DECODER_SOFTMAX
+DETACH = '''class Spawn:  # a detached process that would outlive grading and rewrite the gradebook later
+    import subprocess, sys
+    subprocess.Popen([sys.executable, "-c", "import time\\nwhile True:\\n    time.sleep(0.2)", {marker!r}],
+                     start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+@torch.no_grad()
+def greedy_decode(model, src, src_lengths, max_len: int):
+    raise NotImplementedError()
+'''
+SUBCLASS = "import utils.rnn\n\nclass Encoder(utils.rnn.Encoder):\n    pass\n"
+DELEGATE_SHIFT = "import utils.rnn\n\ndef shift_right(tgt, sos=SOS):\n    return utils.rnn.shift_right(tgt, sos)\n"
+DELEGATE_GREEDY = ("@torch.no_grad()\ndef greedy_decode(model, src, src_lengths, max_len: int):\n"
+                   "    return utils.exercises.get(\"01.4\").reference(model, src, src_lengths, max_len)\n")
+REPLACE_CHECK = '''class Patch:
+    import utils.exercises
+    utils.exercises.check = lambda id, candidate=None: utils.exercises.CheckResult(id, "pass", "Well done", "")
+'''
+
+
 def solutions() -> dict:
     """Exercise id -> the course's solution cell, markers removed."""
     nb = nbformat.read(SOLUTION_NB, as_version=4)
@@ -82,7 +150,7 @@ def solutions() -> dict:
     return dict(zip(IDS, map(strip, cells)))
 
 
-def submission(answers: dict, drop_checks=(), extra_checks=()) -> nbformat.NotebookNode:
+def submission(answers: dict, drop_checks=(), extra_checks=(), extra_markdown="") -> nbformat.NotebookNode:
     """The exercise notebook of lesson 01 with ``answers`` (id -> source) in its answer cells."""
     nb = copy.deepcopy(nbformat.read(EXERCISE_NB, as_version=4))
     cells = []
@@ -95,6 +163,8 @@ def submission(answers: dict, drop_checks=(), extra_checks=()) -> nbformat.Noteb
         cells.append(cell)
     for source in extra_checks:
         cells.append(nbformat.v4.new_code_cell(source))
+    if extra_markdown:
+        cells.append(nbformat.v4.new_markdown_cell(extra_markdown))
     nb.cells = cells
     return nb
 
@@ -102,8 +172,21 @@ def submission(answers: dict, drop_checks=(), extra_checks=()) -> nbformat.Noteb
 def make_class(folder: Path) -> dict:
     """Write a class of submissions under ``folder``; return learner -> notebook path."""
     sol = solutions()
+    alice_path = str(folder / "alice" / "01_lstm_bottleneck.ipynb")
+    renamed = sol["01.2"].replace("def shift_right(", "def my_shift(")
+    assert renamed != sol["01.2"]
     subs = {
-        "alice": submission(sol),  # everything right
+        "mallory": submission({"01.1": sol["01.1"], "01.3": DISK.format(alice=alice_path),
+                               "01.2": SNOOP.format(alice=alice_path, readme=str(ROOT / "README.md"), klass=str(folder)),
+                               "01.4": DETACH.format(marker=MARKER)}),
+        "imogen": submission({"01.1": "from utils.rnn import Encoder", "01.2": "from utils.rnn import shift_right",
+                              "01.3": "from utils.rnn import Decoder", "01.4": "from utils.rnn import greedy_decode"}),
+        "dora": submission({"01.1": SUBCLASS, "01.2": DELEGATE_SHIFT, "01.4": DELEGATE_GREEDY}),
+        "tom": submission({"01.1": REPLACE_CHECK}),  # skeletons, and a class body that replaces the check
+        "jo smith": submission({"01.2": sol["01.2"]}),
+        "jo_smith": submission({}),
+        "rita": submission({**sol, "01.2": renamed}),  # renamed shift_right; the check cell still names it
+        "alice": submission(sol, extra_markdown=SECRET),  # everything right
         "bob": submission({"01.1": ENCODER_NO_PACKING, "01.2": SHIFT_ROLL, "01.3": DECODER_SOFTMAX}),  # wrong, 01.4 left
         "carol": submission({}),  # the notebook as it was handed out
         "dave": submission({"01.1": sol["01.1"] + "\n" + TAMPERING, "01.2": SHIFT_EXITS, "01.3": DECODER_KILLS,
@@ -136,12 +219,30 @@ def make_class(folder: Path) -> dict:
     # A flat file: the learner is named by the file, without the lesson's name.
     paths["hank"] = folder / "hank_01_lstm_bottleneck.ipynb"
     nbformat.write(submission({"01.1": sol["01.1"], "01.2": SHIFT_RAISES}), paths["hank"])
+    # Two notebooks given as file paths, from two folders named alike: two learners, not one.
+    for k in (1, 2):
+        paths[f"ada{k}"] = folder.parent / f"{folder.name}-elsewhere{k}" / "ada" / "01_lstm_bottleneck.ipynb"
+        paths[f"ada{k}"].parent.mkdir(parents=True)
+        nbformat.write(submission({"01.2": sol["01.2"]} if k == 1 else {}), paths[f"ada{k}"])
     return paths
 
 
-def snapshot(folder: Path) -> dict:
+def snapshot(folder: Path, pattern: str = "*") -> dict:
     return {str(p.relative_to(folder)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+            for p in sorted(folder.rglob(pattern)) if p.is_file() and "__pycache__" not in p.parts}
+
+
+def processes_with(marker: str) -> list[str]:
+    """The command lines of this machine's processes that contain ``marker``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if marker in cmdline and proc.name != str(os.getpid()):
+            found.append(cmdline)
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -149,15 +250,26 @@ def graded(tmp_path_factory):
     folder = tmp_path_factory.mktemp("class")
     out = tmp_path_factory.mktemp("grades")
     paths = make_class(folder)
-    before = snapshot(folder)
-    run = subprocess.run([sys.executable, "-m", "utils.grade", str(folder), "--out", str(out), "--lesson", "01",
+    folders = [folder, paths["ada1"].parent.parent, paths["ada2"].parent.parent]  # every submission
+    before = {str(f): snapshot(f) for f in folders}
+    env = dict(os.environ, COURSE_TEST_SECRET=ENV_SECRET)
+    start = time.monotonic()
+    run = subprocess.run([sys.executable, "-m", "utils.grade", str(folder), str(paths["ada1"]), str(paths["ada2"]),
+                          "--out", str(out), "--lesson", "01",
                           "--cell-timeout", str(CELL_TIMEOUT), "--timeout", "240", "--jobs", "2"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=900)
+                         cwd=ROOT, capture_output=True, text=True, timeout=900, env=env)
+    seconds = time.monotonic() - start
+    survivors = processes_with(MARKER)  # at once: the grader has exited
+    out_files = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
+    csv_text = (out / "gradebook.csv").read_text() if (out / "gradebook.csv").exists() else ""
+    time.sleep(2)  # anything left behind would act now
     assert (out / "gradebook.csv").exists(), f"the grader wrote no gradebook:\n{run.stdout}\n{run.stderr}"
     rows = {r["learner"]: r for r in csv.DictReader(open(out / "gradebook.csv"))}
     details = {r["learner"]: r for r in json.loads((out / "gradebook.json").read_text())}
-    return dict(run=run, rows=rows, details=details, out=out, folder=folder, paths=paths,
-                before=before, after=snapshot(folder))
+    return dict(run=run, rows=rows, details=details, out=out, folder=folder, paths=paths, seconds=seconds,
+                before=before, after={str(f): snapshot(f) for f in folders},
+                survivors=survivors + processes_with(MARKER),
+                out_files=out_files, csv_text=csv_text)
 
 
 EXPECTED = {  # learner: (status, 01.1, 01.2, 01.3, 01.4)
@@ -171,19 +283,35 @@ EXPECTED = {  # learner: (status, 01.1, 01.2, 01.3, 01.4)
     "gus": ("not graded", "", "", "", ""),
     "eve": ("not graded", "", "", "", ""),
     "frank": ("not graded", "", "", "", ""),
+    "mallory": ("graded", "pass", "fail", "fail", "not attempted"),
+    "imogen": ("graded", "fail", "fail", "fail", "fail"),
+    "dora": ("graded", "fail", "fail", "not attempted", "fail"),
+    "tom": ("not graded", "", "", "", ""),
+    "jo smith": ("graded", "not attempted", "pass", "not attempted", "not attempted"),
+    "jo_smith": ("graded", "not attempted", "not attempted", "not attempted", "not attempted"),
+    "rita": ("graded", "pass", "pass", "pass", "pass"),
 }
+ADA = ("graded", "not attempted", "pass", "not attempted", "not attempted"), \
+      ("graded", "not attempted", "not attempted", "not attempted", "not attempted")
 
 
 def test_gradebook_cell_by_cell(graded):
     rows = graded["rows"]
-    assert sorted(rows) == sorted(EXPECTED), graded["run"].stdout + graded["run"].stderr
+    adas = sorted(learner for learner in rows if learner.startswith("ada"))
+    assert sorted(set(rows) - set(adas)) == sorted(EXPECTED), graded["run"].stdout + graded["run"].stderr
     header = list(next(csv.reader(open(graded["out"] / "gradebook.csv"))))
-    assert header == ["learner", "notebook", "lesson", "status", *IDS, "score", "problem"]
+    assert header == ["learner", "notebook", "lesson", "status", *IDS, "score", "points", "problem", "feedback"]
     for learner, (status, *verdicts) in EXPECTED.items():
         row = rows[learner]
         got = (row["status"], *(row[i] for i in IDS))
         assert got == (status, *verdicts), f"{learner}: {got} ({row['problem']})"
     assert rows["alice"]["score"] == "4/4" and rows["bob"]["score"] == "0/4" and rows["dave"]["score"] == "1/4"
+    assert rows["alice"]["points"] == "7/7" and rows["dave"]["points"] == "2/7"  # points: each exercise's difficulty
+    # Two notebooks given as paths, from folders both named `ada`: two learners, each row naming its file.
+    assert len(adas) == 2 and all(learner.startswith("ada (") for learner in adas), adas
+    for k, expected in zip((1, 2), ADA):
+        row = next(rows[a] for a in adas if rows[a]["notebook"].endswith(f"elsewhere{k}/ada/01_lstm_bottleneck.ipynb"))
+        assert (row["status"], *(row[i] for i in IDS)) == expected
     assert rows["frank"]["lesson"] == "02" and rows["alice"]["lesson"] == "01"
     assert rows["hank"]["notebook"].endswith("hank_01_lstm_bottleneck.ipynb")
     assert rows["alice"]["notebook"].endswith("alice/01_lstm_bottleneck.ipynb")
@@ -206,10 +334,75 @@ def test_each_problem_is_explained(graded):
     assert "tgt.shift(1)" in ex["hank"]["01.2"]["message"]
 
 
+def test_no_submission_changes_the_course_the_class_or_the_output(graded):
+    """mallory appended a check to utils/exercises/lesson01.py, wrote utils/exercises/evil.py, wrote into alice's
+    notebook and into the gradebook (found from the grader's command line): none of it happened."""
+    # By what mallory writes (other people may be editing the course's files while this test runs).
+    for path in (ROOT / "utils").rglob("*.py"):
+        text = path.read_text()
+        assert "written by mallory" not in text and "exercise('01.3', 'x'" not in text, path
+    assert not (ROOT / "utils" / "exercises" / "evil.py").exists()
+    assert graded["after"] == graded["before"]  # every submission of the class, byte for byte
+    learners = {r["learner"] for r in graded["details"]}
+    assert graded["out_files"] == sorted(["gradebook.csv", "gradebook.json", "feedback",
+                                          *(f"feedback/{grade.feedback_name(l)}" for l in learners)])
+    assert "hacked" not in graded["csv_text"] and graded["csv_text"] == (graded["out"] / "gradebook.csv").read_text()
+
+
+def test_no_process_of_a_submission_outlives_grading(graded):
+    """mallory's class body started a detached process (its own session) that loops for ever."""
+    assert graded["survivors"] == []
+
+
+def test_feedback_holds_nothing_from_outside_the_submission(graded):
+    """mallory's shift_right raises an exception carrying what it could read: another learner's notebook,
+    the course's README, /etc/hostname, the parent's command line, the environment, the class folder."""
+    texts = {p.name: p.read_text() for p in (graded["out"] / "feedback").glob("*.md")}
+    mallory = texts[grade.feedback_name("mallory")]
+    assert "RuntimeError" in mallory  # the exception did reach the feedback, with what it found
+    readme_line = next(l for l in (ROOT / "README.md").read_text().splitlines() if len(l) > 30)
+    host = socket.gethostname()
+    for name, text in texts.items():
+        if name != grade.feedback_name("alice"):
+            assert SECRET not in text, name
+        assert ENV_SECRET not in text and str(graded["out"]) not in text and readme_line not in text, name
+        assert len(host) < 6 or host not in text, name
+        assert "alice" not in text or name == grade.feedback_name("alice"), name  # no other learner's folder listed
+
+
+def test_the_course_s_own_reference_is_not_a_learner_s_answer(graded):
+    ex = {learner: d["exercises"] for learner, d in graded["details"].items()}
+    for learner, ids in (("imogen", IDS), ("dora", ["01.1", "01.2", "01.4"])):  # imported, subclassed, called
+        for id in ids:
+            assert ex[learner][id]["status"] == "fail" and "course's reference" in ex[learner][id]["message"], (learner, id)
+
+
+def test_a_notebook_that_alters_the_checks_is_not_graded(graded):
+    row = graded["rows"]["tom"]
+    assert row["status"] == "not graded" and "alters the course's checks" in row["problem"], row
+    assert "utils.exercises.check" in row["problem"]
+
+
+def test_a_renamed_answer_is_found_by_its_signature(graded):
+    verdict = graded["details"]["rita"]["exercises"]["01.2"]
+    assert verdict["status"] == "pass" and "`my_shift`" in verdict["message"] and "`shift_right`" in verdict["message"]
+
+
+def test_learners_never_share_a_feedback_file(graded):
+    out = graded["out"] / "feedback"
+    a, b = out / grade.feedback_name("jo smith"), out / grade.feedback_name("jo_smith")
+    assert a != b and "Score: 1/4" in a.read_text() and "Score: 0/4" in b.read_text()
+    assert graded["rows"]["jo smith"]["feedback"] == f"feedback/{a.name}"
+    names = ["jo smith", "jo_smith", "Jo_Smith", "jo-smith", "jo.smith", "jo_smith-" + "0" * 10, "ada", "Ada", "日本"]
+    files = [grade.feedback_name(n).lower() for n in names]  # lower: a case-insensitive file system
+    assert len(set(files)) == len(names), files
+    assert grade.feedback_name("alice") == "alice.md"
+
+
 def test_exit_status_names_the_notebooks_not_graded(graded):
     run = graded["run"]
     assert run.returncode == 1, run.stdout + run.stderr
-    for learner in ("eve", "frank", "gus"):
+    for learner in ("eve", "frank", "gus", "tom"):
         assert str(graded["paths"][learner].name) in run.stderr and f"({learner})" in run.stderr
 
 
@@ -293,6 +486,25 @@ def test_nbgrader_source_marks_answer_and_check_cells(tmp_path):
     assert ids == ["ex01_1", "check01_1", "ex01_2", "check01_2", "ex01_3", "check01_3", "ex01_4", "check01_4"]
     assert all(("### BEGIN SOLUTION" in c.source) == c.metadata.nbgrader["solution"] for c in marked)
     assert all(c.metadata.nbgrader["locked"] == ("utils.check(" in c.source) for c in marked)
+    # Each exercise's check cell is an autograded test cell worth the exercise's difficulty in points.
+    tests = {c.metadata.nbgrader["grade_id"]: c.metadata.nbgrader.get("points") for c in marked if c.metadata.nbgrader["grade"]}
+    assert tests == {f"check{i.replace('.', '_')}": utils.exercises.get(i).difficulty for i in IDS}
+
+
+def test_a_check_cell_raises_only_under_nbgrader(monkeypatch):
+    """Under NBGRADER_EXECUTION a check cell whose exercise does not pass raises (nbgrader: 0 points);
+    a lesson's check of a deliberately wrong variant, and utils.use, never raise."""
+    namespace = {"utils": utils}
+    exec("def shift_right(tgt, sos=1):\n    raise NotImplementedError()\n"
+         "def rolled(tgt, sos=1):\n    return tgt.roll(1, 1)\n", namespace)
+    cell = 'result = utils.check("01.2", shift_right)'
+    exec(cell, dict(namespace))  # the learner's own run: no exception
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    with pytest.raises(AssertionError, match="01.2"):
+        exec(cell, dict(namespace))
+    exec('utils.check("01.2", rolled)', dict(namespace))  # a variant shown for its diagnosis
+    exec('utils.check("01.2", utils.rnn.shift_right)', dict(namespace))  # passes
+    assert utils.use("01.2", namespace["shift_right"]) is utils.rnn.shift_right
 
 
 def test_learner_names(tmp_path):
@@ -301,6 +513,8 @@ def test_learner_names(tmp_path):
     assert grade.learner_name(klass / "alice" / "01_lstm_bottleneck.ipynb", klass, names) == "alice"
     assert grade.learner_name(klass / "bob_01_lstm_bottleneck.ipynb", klass, names) == "bob"
     assert grade.learner_name(klass / "carol.ipynb", klass, names) == "carol"
+    given = tmp_path / "a" / "ada" / "01_lstm_bottleneck.ipynb"  # a file named as the lesson, given as a path
+    assert grade.learner_name(given, given.parent, names) == "ada"
     nbgrader = tmp_path / "course" / "submitted" / "dave" / "01_lstm_bottleneck" / "01_lstm_bottleneck.ipynb"
     assert grade.learner_name(nbgrader, tmp_path / "course", names) == "dave"
 
@@ -336,3 +550,26 @@ def test_every_solution_notebook_grades_as_its_stored_verdicts(tmp_path):
     graded = {(Path(r.notebook).name, id): v["status"] for r in rows for id, v in r.results.items()}
     assert all(r.status == "graded" for r in rows), [(r.notebook, r.problem) for r in rows if r.status != "graded"]
     assert graded == shown
+
+
+def test_without_bubblewrap_the_grader_stops_and_says_so(monkeypatch, tmp_path, capsys):
+    from utils import sandbox
+
+    monkeypatch.setattr(sandbox, "problem", lambda: "bubblewrap (`bwrap`) is not installed: `sudo apt-get install bubblewrap`")
+    nbformat.write(submission({}), tmp_path / "carol.ipynb")
+    assert grade.main([str(tmp_path / "carol.ipynb"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "NOT GRADING" in err and "apt-get install bubblewrap" in err and "--no-sandbox" in err
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(RuntimeError, match="no sandbox"):
+        grade.grade([tmp_path], tmp_path / "out", grade.Options())
+
+
+def test_no_sandbox_grades_the_same(tmp_path):
+    """--no-sandbox, where bubblewrap is missing: the same verdicts, in a kernel with a reduced environment."""
+    path = tmp_path / "bob" / "01_lstm_bottleneck.ipynb"
+    path.parent.mkdir()
+    nbformat.write(submission({"01.1": ENCODER_NO_PACKING, "01.2": SHIFT_ROLL, "01.3": DECODER_SOFTMAX}), path)
+    rows = grade.grade([tmp_path], tmp_path / "out", grade.Options(sandbox=False, cell_timeout=CELL_TIMEOUT),
+                       log=lambda *a: None)
+    assert [rows[0].results[i]["status"] for i in IDS] == list(EXPECTED["bob"][1:])

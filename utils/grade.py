@@ -1,6 +1,7 @@
 """Grade a class's submissions outside the notebook, with the course's own checks.
 
     python -m utils.grade PATH... --out DIR [--lesson NN] [--timeout S] [--cell-timeout S] [--jobs N]
+                          [--memory-mb MB] [--no-sandbox]
 
 PATH is a learner's notebook or a folder of them (searched recursively; any lesson, mixed).
 In nbgrader's words: the *assignment* is a lesson's exercise notebook, a *submission* is a
@@ -19,8 +20,7 @@ It exits with 1 when a notebook could not be graded, and says why (2 for a usage
 How a submission is graded
 --------------------------
 Learner code is untrusted, so it never runs in this process: each notebook gets a fresh
-Jupyter kernel, started in an empty temporary folder (so nothing is written next to the
-learners' files), with the course's ``utils`` from this repository imported first (a copy of
+Jupyter kernel (sandboxed, see below; nothing is written next to the learners' files), with the course's ``utils`` from this repository imported first (a copy of
 ``utils`` in the learner's folder is never used). The grader then runs, in notebook order:
 
 1. the notebook's *definitions*: from every code cell, its top-level imports, ``def`` and
@@ -50,9 +50,21 @@ given (one folder per learner: ``class/alice/01_lstm_bottleneck.ipynb``); else t
 without the lesson's name (``class/alice_01_lstm_bottleneck.ipynb`` and ``class/alice.ipynb``
 are both ``alice``).
 
-Limits: the kernel runs with the grader's user rights. It keeps a learner's mistakes and
-crashes away from the grader and from the other learners, but it is not a sandbox against
-deliberate harm: grade as a user who cannot write the submissions, or in a container.
+Safety (see :mod:`utils.sandbox`): on Linux each kernel runs in a bubblewrap sandbox: the course's
+code and the Python environment read-only, its own notebook read-only, a private /tmp, nothing else,
+no network, its own process namespace (nothing it starts outlives it), memory and CPU-time limits, an
+environment of its own. The gradebook and feedback are written by this process only, once every
+kernel is gone. Without bubblewrap the command stops and says so; ``--no-sandbox`` grades anyway,
+with the kernels running as the grader's user.
+
+Honest scores: a candidate that is the course's reference (imported, subclassed) or calls it while
+being checked fails ("This is the course's reference"); a notebook that alters the checking machinery
+(``utils.exercises.check``, a checker, the course's modules, torch's, the builtins) is "not graded":
+after each check the grader checks a known-wrong answer in the same kernel (and, after the last, the
+references of the exercises passed) and compares the machinery with a fingerprint taken before any
+learner code ran. A check cell naming what the notebook never defines grades the learner's function
+or class with the same signature (a renamed candidate). Points (``points``) are nbgrader's: an
+exercise's difficulty.
 """
 from __future__ import annotations
 
@@ -109,11 +121,17 @@ def _reference_codes(reference) -> set:
                     todo += [getattr(v, "__func__", v) for v in vars(klass).values()]
         else:
             todo.append(ref)
+    course_dir = os.path.dirname(os.path.abspath(__file__))
     for obj in todo:
         if isinstance(obj, property):
             todo += [obj.fget, obj.fset]
+        for _ in range(10):  # a decorated function (@torch.no_grad()): its own code is inside
+            if getattr(obj, "__wrapped__", None) is None:
+                break
+            obj = obj.__wrapped__
         code = getattr(obj, "__code__", None)
-        stack = [code] if isinstance(code, types.CodeType) else []
+        # Only the course's own code: a decorator's wrapper (torch's) is shared by every decorated function.
+        stack = [code] if isinstance(code, types.CodeType) and code.co_filename.startswith(course_dir) else []
         while stack:
             c = stack.pop()
             codes.add(c)
@@ -129,11 +147,12 @@ def _is_reference(candidate, reference, codes: set) -> bool:
     refs = reference if isinstance(reference, tuple) else (reference,)
     cands = candidate if isinstance(candidate, tuple) else (candidate,)
     for cand in cands:
-        seen = 0
-        while seen < 10 and (isinstance(cand, functools.partial) or hasattr(cand, "__wrapped__")):
-            cand, seen = (cand.func if isinstance(cand, functools.partial) else cand.__wrapped__), seen + 1
-        if any(cand is ref for ref in refs):
-            return True
+        for _ in range(10):  # through decorators and functools.partial
+            if any(cand is ref for ref in refs):
+                return True
+            if not (isinstance(cand, functools.partial) or hasattr(cand, "__wrapped__")):
+                break
+            cand = cand.func if isinstance(cand, functools.partial) else cand.__wrapped__
         if inspect.isclass(cand):
             if any(inspect.isclass(ref) and issubclass(cand, ref) for ref in refs):
                 return True
@@ -219,7 +238,7 @@ def _kernel_boot(ids: list, nonce: str):
     fingerprint = _fingerprint(spaces)
     course_dir = os.path.dirname(os.path.abspath(utils.__file__))
     library = tuple(dict.fromkeys([sys.prefix, sys.base_prefix, sys.exec_prefix]))
-    library_codes = {id: set() for id in ids}
+    passed = []  # the exercises this kernel passed: their reference is checked again at the end
 
     def altered(id, final: bool) -> str:
         """What of the checking machinery the notebook changed ("" when nothing)."""
@@ -235,7 +254,7 @@ def _kernel_boot(ids: list, nonce: str):
         spoiled = check(id, wrong[id])
         if spoiled.status != "fail":
             return f"after it, the check of {id} gives '{spoiled.status}' to a known-wrong answer"
-        for i in kept if final else ():
+        for i in passed if final else ():
             right = check(i, kept[i].reference)
             if right.status != "pass":
                 return f"after it, the check of {i} gives '{right.status}' to the course's own answer"
@@ -320,6 +339,8 @@ def _kernel_boot(ids: list, nonce: str):
             result = check(id, candidate)
             verdict = {"status": result.status, "message": result.message, "title": result.title}
             ex = kept[id]
+            if result.status == "pass":
+                passed.append(id)
             if result.status == "pass" and (_is_reference(candidate, ex.reference, codes[id]) or delegates(id, candidate)):
                 verdict = {"status": "fail", "title": result.title, "message":
                            "This is the course's reference, not your code (it is imported from, or calls, "
@@ -476,9 +497,9 @@ def signatures(source: str) -> dict:
 
 
 def bound_names(source: str) -> set:
-    """The names a cell binds at its top level (definitions, imports, assignments, loops)."""
+    """The names a cell binds at its top level, in what the grader runs of it (``definitions``)."""
     names = set()
-    for stmt in ast.parse(_python(source) if _parses(source) else "").body:
+    for stmt in _tree(source).body:
         if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             names.add(stmt.name)
         elif isinstance(stmt, (ast.Import, ast.ImportFrom)):
@@ -488,14 +509,6 @@ def bound_names(source: str) -> set:
                 if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
                     names.add(node.id)
     return names
-
-
-def _parses(source: str) -> bool:
-    try:
-        ast.parse(_python(source))
-        return True
-    except SyntaxError:
-        return False
 
 
 def course_ids(lesson: str) -> list[str]:
@@ -552,13 +565,15 @@ class Kernel:
         from utils import sandbox as box
 
         self.folder = tempfile.mkdtemp(prefix="course-grade-")
-        connection = os.path.join(self.folder, "kernel.json")
+        own = os.path.join(self.folder, "kernel")  # the kernel's connection file and sockets: all it sees of the grader's
+        os.mkdir(own)
+        connection = os.path.join(own, "kernel.json")
         python_args = ["-m", "ipykernel_launcher", "-f", connection]
         if sandbox:
             env = box.kernel_env("/tmp")
-            argv = box.command(box.limited(python_args, memory_mb, cpu_seconds), own=self.folder,
-                               submission=submission, env=env)
-            manager = dict(transport="ipc", ip=os.path.join(self.folder, "k"))
+            argv = box.command(box.limited(python_args, memory_mb, cpu_seconds), own=own,
+                               submission=submission, env=env, args_file=os.path.join(self.folder, "bwrap.args"))
+            manager = dict(transport="ipc", ip=os.path.join(own, "k"))
             cwd, env = self.folder, {"PATH": env["PATH"]}  # bwrap's own; it clears it for the kernel
         else:
             cwd = os.path.join(self.folder, "work")
@@ -1040,9 +1055,10 @@ def grade(paths: list[Path], out: Path, options: Options, jobs: int = 2, log=pri
     out_resolved = out.resolve()
     found = [(nb, given) for nb, given in found if out_resolved not in nb.resolve().parents]
     rows_in = []
+    direct = {p.resolve() for p in paths if p.is_file()}  # given as files: shown by their whole path
     for nb, given in found:
-        shown = str(nb)
-        for base in (Path.cwd(), given.parent if given.is_dir() else given.parent.parent):
+        shown = str(nb.resolve())
+        for base in (Path.cwd(),) if nb.resolve() in direct else (Path.cwd(), given.parent):
             try:
                 shown = str(nb.resolve().relative_to(base.resolve()))
                 break

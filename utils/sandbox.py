@@ -144,12 +144,14 @@ def limited(argv: list[str], memory_mb: int, cpu_seconds: int, file_mb: int = 64
 
 
 def command(argv: list[str], *, own: str, submission: Path | None, env: dict,
-            tmp_mb: int = 256) -> list[str]:
+            tmp_mb: int = 256, args_file: str | None = None) -> list[str]:
     """``argv`` inside a fresh sandbox (see the module's docstring).
 
     own: a folder of the grader's (the kernel's connection file and sockets), bound writable at the
     same path. submission: the learner's notebook, bound read-only in ``/tmp/submission/``.
-    env: the kernel's whole environment.
+    env: the kernel's whole environment. args_file: where to write bwrap's arguments (outside
+    ``own``), which bwrap then reads from a file descriptor: the sandbox's ``/proc/1/cmdline`` then
+    shows no path of the grader's (not the submission's, not the course's binds).
     """
     path = bwrap()
     if path is None:
@@ -167,4 +169,9 @@ def command(argv: list[str], *, own: str, submission: Path | None, env: dict,
     args += ["--chdir", workdir, "--clearenv"]
     for key, value in env.items():
         args += ["--setenv", key, value]
-    return [*args, "--", *argv]
+    if args_file is None:
+        return [*args, "--", *argv]
+    with open(args_file, "wb") as f:
+        f.write(b"".join(a.encode() + b"\0" for a in args[1:]))
+    # sh opens the file as descriptor 3 and becomes bwrap (exec), which reads its arguments from it.
+    return ["/bin/sh", "-c", 'f="$1"; shift; exec "$0" --args 3 -- "$@" 3< "$f"', path, args_file, *argv]
