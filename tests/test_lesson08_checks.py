@@ -195,7 +195,17 @@ class NoAttributes(_Skeleton):
         return self.run(ids)
 
 
+class NoInit(_Skeleton):
+    def __init__(self, *args, causal=True):
+        super().__init__(*args, causal=causal)
+        nn.init.normal_(self.tok_emb.weight)  # as if init_weights had not been applied
+
+    def forward(self, ids):
+        return self.run(ids)
+
+
 def test_gpt_mistakes():
+    fails_with("08.3", NoInit, "init_weights")
     fails_with("08.3", _model(mask="none"), "sees the future")
     fails_with("08.3", _model(mask="inverted"), "~mask")
     fails_with("08.3", _model(positions=False), "position embeddings are missing")

@@ -202,7 +202,8 @@ def _randomised_gpt(args, causal, seed):
 @exercise("08.3", "the GPT model", reference=gpt.GPT, difficulty=2, minutes=20, hints=[
     "In __init__: `tok_emb = nn.Embedding(vocab_size, d_model)`, `pos_emb = nn.Embedding(block_size, d_model)`, "
     "`blocks = nn.ModuleList(Block(d_model, num_heads, d_ff) for _ in range(num_layers))`, `norm = nn.LayerNorm(d_model)`, "
-    "`head = nn.Linear(d_model, vocab_size, bias=False)`; keep `block_size` and `causal`.",
+    "`head = nn.Linear(d_model, vocab_size, bias=False)`; keep `block_size` and `causal`; end with "
+    "`self.apply(init_weights)`.",
     "Tie the output layer to the embedding with `self.head.weight = self.tok_emb.weight` (the same Parameter, not a "
     "copy). In forward: token embeddings plus `self.pos_emb(torch.arange(T))`, then every block with the mask.",
     "The mask is `causal_mask(T)[None]` (1, T, T) when self.causal, else None ([None]: a 2-D mask would be ambiguous "
@@ -219,6 +220,9 @@ def check_gpt(Candidate):
         expect(head is not None and emb is not None and head.weight is emb.weight,
                "The output layer is not tied to the token embedding: write `self.head.weight = self.tok_emb.weight`, "
                "so that one (V, D) matrix both reads the tokens in and scores them out.")
+        expect(float(emb.weight.std()) < 0.1, "The embeddings have their default initialisation N(0, 1): end __init__ with "
+               "`self.apply(init_weights)` (small embeddings, as GPT-2's; with the tied output layer, large ones would make "
+               "the first logits huge).")
         copy_weights(ref, cand, "Your GPT")
         cand.eval()
         V, T = args[0], args[-1]
