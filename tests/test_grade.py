@@ -343,7 +343,7 @@ def test_no_submission_changes_the_course_the_class_or_the_output(graded):
         assert "written by mallory" not in text and "exercise('01.3', 'x'" not in text, path
     assert not (ROOT / "utils" / "exercises" / "evil.py").exists()
     assert graded["after"] == graded["before"]  # every submission of the class, byte for byte
-    learners = {r["learner"] for r in graded["details"]}
+    learners = set(graded["details"])
     assert graded["out_files"] == sorted(["gradebook.csv", "gradebook.json", "feedback",
                                           *(f"feedback/{grade.feedback_name(l)}" for l in learners)])
     assert "hacked" not in graded["csv_text"] and graded["csv_text"] == (graded["out"] / "gradebook.csv").read_text()
