@@ -220,7 +220,7 @@ def check_gpt(Candidate):
         expect(head is not None and emb is not None and head.weight is emb.weight,
                "The output layer is not tied to the token embedding: write `self.head.weight = self.tok_emb.weight`, "
                "so that one (V, D) matrix both reads the tokens in and scores them out.")
-        expect(float(emb.weight.std()) < 0.1, "The embeddings have their default initialisation N(0, 1): end __init__ with "
+        expect(float(emb.weight.detach().std()) < 0.1, "The embeddings have their default initialisation N(0, 1): end __init__ with "
                "`self.apply(init_weights)` (small embeddings, as GPT-2's; with the tied output layer, large ones would make "
                "the first logits huge).")
         copy_weights(ref, cand, "Your GPT")
