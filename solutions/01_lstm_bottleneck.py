@@ -324,9 +324,9 @@ plt.tight_layout()
 # %%
 acc = results[f"LSTM, v = 2 x {HIDDEN}"]
 short, long = acc[EVAL_LENGTHS[0]]["token"], acc[EVAL_LENGTHS[-1]]["token"]
-print(f"token accuracy: {short:.1%} at length {EVAL_LENGTHS[0]}, {long:.1%} at length {EVAL_LENGTHS[-1]}")
-utils.claim(short >= 0.95, f"accuracy is high on short inputs (length {EVAL_LENGTHS[0]}: {short:.1%} >= 95%)")
-utils.claim(long <= short - 0.30, f"accuracy falls markedly with length (length {EVAL_LENGTHS[-1]}: {long:.1%}, "
+print(f"token accuracy: {utils.measured(short, '.1%')} at length {EVAL_LENGTHS[0]}, {utils.measured(long, '.1%')} at length {EVAL_LENGTHS[-1]}")
+utils.claim(short >= 0.95, f"accuracy is high on short inputs (length {EVAL_LENGTHS[0]}: {utils.measured(short, '.1%')} >= 95%)")
+utils.claim(long <= short - 0.30, f"accuracy falls markedly with length (length {EVAL_LENGTHS[-1]}: {utils.measured(long, '.1%')}, "
             f"at least 30 points lower)")
 drops = [acc[a]["token"] - acc[b]["token"] for a, b in zip(EVAL_LENGTHS, EVAL_LENGTHS[1:])]
 utils.claim(all(d >= -0.02 for d in drops), "accuracy never rises with length (beyond 2 points of noise)")
@@ -354,7 +354,7 @@ ax.set(xlabel="output position t (it copies input position 21 - t)", ylabel="tok
        title="Length 20: accuracy of each output position", ylim=(0, 102))
 ax.legend()
 first5, middle, last5 = (by_position[:5].mean().item(), by_position[8:13].mean().item(), by_position[-5:].mean().item())
-print(f"output positions 1-5: {first5:.1%}, 9-13: {middle:.1%}, 16-20: {last5:.1%}")
+print(f"output positions 1-5: {utils.measured(first5, '.1%')}, 9-13: {utils.measured(middle, '.1%')}, 16-20: {utils.measured(last5, '.1%')}")
 utils.claim(first5 > middle + 0.2 and first5 > last5 + 0.2,
             "outputs that copy inputs read long ago are much worse than those that copy the last inputs")
 
@@ -362,9 +362,11 @@ utils.claim(first5 > middle + 0.2 and first5 > last5 + 0.2,
 # ### Does a bigger $v$ fix it?
 #
 # A sequence of $n$ symbols from 10 carries $n \log_2 10 \approx 3.3\,n$ bits. A bigger hidden
-# state can hold more, so let us double it, with the same training budget.
+# state can hold more, so let us double it, with the same training budget. (Whole sequences
+# right, the "ex" column, is the most fragile number of the lesson: at the middle lengths it moves
+# by over ten points from one CPU to another, while the token accuracy hardly moves.)
 
-# %%
+# %% tags=["tolerance-points=20"]
 torch.manual_seed(0)
 big = BottleneckSeq2Seq(len(task.vocab), emb_dim=32, hidden_dim=2 * HIDDEN)
 train(big, task, steps=STEPS, batch_size=BATCH, lr=3e-3, desc=f"bottleneck LSTM, hidden {2 * HIDDEN}")
@@ -374,8 +376,8 @@ _ = plot_accuracy_by_length(results, title="A bigger v moves the cliff; it does 
 
 # %%
 big_acc = results[f"LSTM, v = 2 x {2 * HIDDEN}"]
-print(f"hidden {2 * HIDDEN}: {big_acc[EVAL_LENGTHS[0]]['token']:.1%} at length {EVAL_LENGTHS[0]}, "
-      f"{big_acc[EVAL_LENGTHS[-1]]['token']:.1%} at length {EVAL_LENGTHS[-1]}")
+print(f"hidden {2 * HIDDEN}: {utils.measured(big_acc[EVAL_LENGTHS[0]]['token'], '.1%')} at length {EVAL_LENGTHS[0]}, "
+      f"{utils.measured(big_acc[EVAL_LENGTHS[-1]]['token'], '.1%')} at length {EVAL_LENGTHS[-1]}")
 utils.claim(big_acc[EVAL_LENGTHS[-1]]["token"] < big_acc[EVAL_LENGTHS[0]]["token"] - 0.10,
             "with a bigger v the longest inputs are still clearly worse than the short ones")
 
@@ -399,11 +401,16 @@ explorer
 # The same view, without the widget, for one short and one long example:
 
 # %%
+# NBVAL_IGNORE_OUTPUT
+# (which tokens a trained model writes can change with the CPU: the cell asserts what it shows)
 from IPython.display import HTML, display
 
+errors = {}
 for length in (EVAL_LENGTHS[0], EVAL_LENGTHS[-1]):
-    html, errors = render(length, 0)
+    html, errors[length] = render(length, 0)
     display(HTML(html))
+utils.claim(errors[EVAL_LENGTHS[0]] <= 1 and errors[EVAL_LENGTHS[-1]] >= 3,
+            "the short example comes out (nearly) right, the long one with several errors")
 
 # %% [markdown]
 # ## 6. Why this motivates attention

@@ -247,8 +247,8 @@ print(f"{'d_k':>5} | {'variance of q.k':>16} {'largest weight':>15} {'gradient':
       f"{'var of q.k/sqrt(d_k)':>20} {'largest weight':>15} {'gradient':>9}")
 for i, d in enumerate(D_K):
     raw, scaled = stats[False][i], stats[True][i]
-    print(f"{d:>5} | {raw['variance']:>16.1f} {raw['max weight']:>15.3f} {raw['gradient']:>9.3f} | "
-          f"{scaled['variance']:>20.2f} {scaled['max weight']:>15.3f} {scaled['gradient']:>9.3f}")
+    print(f"{d:>5} | {utils.measured(raw['variance'], '.1f'):>17} {utils.measured(raw['max weight'], '.3f'):>16} {utils.measured(raw['gradient'], '.3f'):>10} | "
+          f"{utils.measured(scaled['variance'], '.2f'):>21} {utils.measured(scaled['max weight'], '.3f'):>16} {utils.measured(scaled['gradient'], '.3f'):>10}")
 
 # %%
 fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
@@ -276,8 +276,8 @@ utils.claim(all(0.9 < r < 1.1 for r in raw_var), "the variance of q·k is d_k (w
 utils.claim(all(0.9 < s < 1.1 for s in scaled_var), "divided by sqrt(d_k), the variance stays near 1 (within 10%)",
             needs_training=False)
 utils.claim(raw["max weight"] > 0.9 > 0.3 > scaled["max weight"],
-            f"at d_k = {D_K[-1]} the unscaled softmax is nearly one-hot (largest weight {raw['max weight']:.2f}), "
-            f"the scaled one is not ({scaled['max weight']:.2f})", needs_training=False)
+            f"at d_k = {D_K[-1]} the unscaled softmax is nearly one-hot (largest weight {utils.measured(raw['max weight'], '.2f')}), "
+            f"the scaled one is not ({utils.measured(scaled['max weight'], '.2f')})", needs_training=False)
 utils.claim(raw["gradient"] < scaled["gradient"] / 5 and max(grads) < 1.2 * min(grads),
             f"at d_k = {D_K[-1]} the gradient reaching the unscaled scores is more than 5 times smaller; with the "
             "scale it stays the same (within 20%) for every d_k", needs_training=False)
@@ -599,13 +599,13 @@ with torch.no_grad():
     holds_max = (test.src[:, None, :] == test.tgt[:, :, None]) & causal_mask(test.src.shape[1], device=dev)
     on_max = (weights * holds_max).sum(-1)[real].mean().item()
     no_causal = (model(test.src, test.src_lengths, causal=False).argmax(-1) == test.tgt)[real].float().mean().item()
-print(f"accuracy: {accuracy:.1%}; weight on the running maximum: {on_max:.1%}; "
-      f"accuracy without the causal mask: {no_causal:.1%}")
-utils.claim(accuracy >= 0.98, f"one self-attention layer computes the running maximum ({accuracy:.1%} >= 98%)")
+print(f"accuracy: {utils.measured(accuracy, '.1%')}; weight on the running maximum: {utils.measured(on_max, '.1%')}; "
+      f"accuracy without the causal mask: {utils.measured(no_causal, '.1%')}")
+utils.claim(accuracy >= 0.98, f"one self-attention layer computes the running maximum ({utils.measured(accuracy, '.1%')} >= 98%)")
 utils.claim(on_max >= 0.85, f"each query puts most of its weight on the key holding its running maximum "
-            f"({on_max:.1%} >= 85%)")
+            f"({utils.measured(on_max, '.1%')} >= 85%)")
 utils.claim(no_causal <= accuracy - 0.2, "without the causal mask the queries see the future maximum, and accuracy "
-            f"falls by at least 20 points ({no_causal:.1%})")
+            f"falls by at least 20 points ({utils.measured(no_causal, '.1%')})")
 
 # %% [markdown]
 # The weights of one sequence: row $i$ is query $i$ (its symbol and the model's output), column $j$ is
@@ -698,7 +698,7 @@ for temperature, causal in ((1.0, True), (1.0, False), (10.0, True)):
     fig, info = render(first, 5, temperature, causal)
     views[temperature, causal] = info
     print(f"T = {temperature:>4}, {'causal ' if causal else 'no mask'}: output '{info['prediction']}' "
-          f"(correct '{info['target']}'), top key {info['top key']} with weight {info['top weight']:.2f}")
+          f"(correct '{info['target']}'), top key {info['top key']} with weight {utils.measured(info['top weight'], '.2f')}")
 with torch.no_grad():
     own = model(examples.src[first: first + 1], examples.src_lengths[first: first + 1])  # (1, L, V): its own forward
 utils.claim(torch.allclose(views[1.0, True]["logits"], own, atol=1e-6),

@@ -293,12 +293,12 @@ with cost.single_thread():
 slope = {name: float(np.median(s)) for name, s in slopes.items()}
 for name in layers:
     cells = "  ".join(f"n={n}: {utils.fmt_time(t)}" for n, t in zip(lengths[name], times[name]))
-    print(f"{name:>15}: time ~ n^{slope[name]:.2f}   ({cells})")
+    print(f"{name:>15}: time ~ n^{utils.measured(slope[name], '.2f')}   ({cells})")
 
 # Timing claims are asserted in full runs; in the quick setting (fewer repeats) they are only reported.
-utils.claim(1.5 <= slope["self-attention"] <= 2.6, f"self-attention's time grows about like n^2 (slope {slope['self-attention']:.2f})")
-utils.claim(0.6 <= slope["LSTM"] <= 1.4, f"the LSTM's time grows about like n (slope {slope['LSTM']:.2f})")
-utils.claim(0.6 <= slope["convolution"] <= 1.4, f"the convolution's time grows about like n (slope {slope['convolution']:.2f})")
+utils.claim(1.5 <= slope["self-attention"] <= 2.6, f"self-attention's time grows about like n^2 (slope {utils.measured(slope['self-attention'], '.2f')})")
+utils.claim(0.6 <= slope["LSTM"] <= 1.4, f"the LSTM's time grows about like n (slope {utils.measured(slope['LSTM'], '.2f')})")
+utils.claim(0.6 <= slope["convolution"] <= 1.4, f"the convolution's time grows about like n (slope {utils.measured(slope['convolution'], '.2f')})")
 utils.claim(slope["self-attention"] - slope["LSTM"] >= 0.5, "self-attention's time grows clearly faster with n than the LSTM's")
 
 # %%
@@ -351,8 +351,8 @@ with cost.single_thread():
                 grid[d][name].append(t[name][0])
         # time(attention) / time(LSTM) ~ (n / n*)^p: fitted through all lengths, robust to one noisy point
         ratio_slope[d], measured_n_star[d] = cost.ratio_crossover(CROSS_LENGTHS, grid[d]["self-attention"], grid[d]["LSTM"])
-        print(f"d = {d:>3}: attention becomes slower than the LSTM at n = {measured_n_star[d]:.0f} "
-              f"({measured_n_star[d] / d:.1f} d; the FLOP counts say {count_crossover(d) / d:.1f} d)")
+        print(f"d = {d:>3}: attention becomes slower than the LSTM at n = {utils.measured(measured_n_star[d], '.0f')} "
+              f"({utils.measured(measured_n_star[d] / d, '.1f')} d; the FLOP counts say {count_crossover(d) / d:.1f} d)")
 
 utils.claim(all(CROSS_LENGTHS[0] < measured_n_star[d] < CROSS_LENGTHS[-1] for d in WIDTHS),
             "for every width there is a crossover: attention is faster on short sequences, slower on long ones")
@@ -459,8 +459,8 @@ grads = {"self-attention": cost.gradient_by_distance(SelfAttention(D_PATH), N_PA
 distance = np.arange(N_PATH)[::-1]  # input j is n - 1 - j positions before the last output
 for name, g in grads.items():
     others = g[:-1]  # distances 1 .. n-1 (at distance 0, x_n also makes the query itself)
-    print(f"{name:>15}: gradient at distance 1: 10^{np.log10(g[-2]):.1f}, at distance {N_PATH - 1}: "
-          f"10^{np.log10(g[0]):.1f}  (max/min over distances 1..{N_PATH - 1}: 10^{np.log10(others.max() / others.min()):.1f})")
+    print(f"{name:>15}: gradient at distance 1: 10^{utils.measured(np.log10(g[-2]), '.1f')}, at distance {N_PATH - 1}: "
+          f"10^{utils.measured(np.log10(g[0]), '.1f')}  (max/min over distances 1..{N_PATH - 1}: 10^{utils.measured(np.log10(others.max() / others.min()), '.1f')})")
 
 utils.claim(grads["LSTM"][0] < 1e-6 * grads["LSTM"][-2],
             f"the LSTM's gradient shrinks more than a million-fold from distance 1 to {N_PATH - 1}", needs_training=False)
@@ -552,7 +552,7 @@ utils.claim(memory["course's attention"] == memory["counted"],
             "the measured peak of the course's attention is exactly the count S + A + output", needs_training=False)
 fused_slope = cost.loglog_slope(MEM_LENGTHS, memory["fused, 4-D"])
 utils.claim(fused_slope < 1.5 and cost.loglog_slope(MEM_LENGTHS, memory["counted"]) > 1.8,
-            f"naive attention's memory grows like n^2, the fused kernel's about like n (slope {fused_slope:.2f})",
+            f"naive attention's memory grows like n^2, the fused kernel's about like n (slope {utils.measured(fused_slope, '.2f')})",
             needs_training=False)
 utils.claim(memory["fused, 4-D"][-1] * 10 < memory["course's attention"][-1],
             f"at n = {MEM_LENGTHS[-1]} the fused kernel needs less than a tenth of the memory", needs_training=False)
@@ -612,12 +612,12 @@ n_p = N_PATH
 att_flat = grads["self-attention"][:-1].max() / grads["self-attention"][:-1].min()
 lstm_drop = grads["LSTM"][-2] / grads["LSTM"][0]
 rows = [
-    ("Self-attention", "O(n²·d)", f"{slope['self-attention']:.2f}", "O(1)",
+    ("Self-attention", "O(n²·d)", f"{utils.measured(slope['self-attention'], '.2f')}", "O(1)",
      " → ".join(map(str, depth["self-attention"])), "O(1)",
-     f"1 layer; gradient flat over {n_p - 1} positions (max/min {att_flat:.1f})"),
-    ("Recurrent (LSTM)", "O(n·d²)", f"{slope['LSTM']:.2f}", "O(n)", " → ".join(map(str, depth["LSTM"])), "O(n)",
-     f"{n_p - 1} steps; gradient falls 10^{np.log10(lstm_drop):.0f}-fold"),
-    ("Convolutional (k = 3)", "O(k·n·d²)", f"{slope['convolution']:.2f}", "O(1)",
+     f"1 layer; gradient flat over {n_p - 1} positions (max/min {utils.measured(att_flat, '.1f')})"),
+    ("Recurrent (LSTM)", "O(n·d²)", f"{utils.measured(slope['LSTM'], '.2f')}", "O(n)", " → ".join(map(str, depth["LSTM"])), "O(n)",
+     f"{n_p - 1} steps; gradient falls 10^{utils.measured(np.log10(lstm_drop), '.0f')}-fold"),
+    ("Convolutional (k = 3)", "O(k·n·d²)", f"{utils.measured(slope['convolution'], '.2f')}", "O(1)",
      " → ".join(map(str, depth["convolution"])), "O(log_k n) dilated (O(n/k) contiguous)",
      f"{conv_depths[64][0]} layers, or {conv_depths[64][1]} dilated (n = 64)"),
 ]

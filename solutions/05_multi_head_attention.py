@@ -426,7 +426,7 @@ with torch.no_grad():
 seconds = {n: sorted(r[n] for r in rounds)[1] for n in timed}
 print(f"{'heads':>5} {'d_k':>4} {'attention weights stored':>25} {'forward time':>13} {'vs 1 head':>10}")
 for n, s in seconds.items():
-    print(f"{n:>5} {D_cost // n:>4} {weight_numbers[n]:>25,} {utils.fmt_time(s):>13} {s / seconds[1]:>9.1f}x")
+    print(f"{n:>5} {D_cost // n:>4} {weight_numbers[n]:>25,} {utils.fmt_time(s):>13} {utils.measured(s / seconds[1], '.1f'):>10}x")
 utils.claim(all(weight_numbers[n] == n * weight_numbers[1] for n in timed),
             "h heads store h times as many attention weights as one head", needs_training=False)
 
@@ -538,15 +538,15 @@ MULTI, SINGLE = models
 accuracies = {name: answer_accuracy(m, task) for name, m in models.items()}
 print(f"{'model':<22} {'left':>7} {'right':>7} {'both':>7}")
 for name, (per_answer, both) in accuracies.items():
-    print(f"{name:<22} {per_answer[0]:>7.1%} {per_answer[1]:>7.1%} {both:>7.1%}")
+    print(f"{name:<22} {utils.measured(per_answer[0], '.1%'):>8} {utils.measured(per_answer[1], '.1%'):>8} {utils.measured(both, '.1%'):>8}")
 _ = plot_losses(histories, title="Same width, same budget: two heads solve it, one does not")
 
 # %%
 (multi_parts, multi_both), (single_parts, single_both) = accuracies.values()
-utils.claim(multi_both >= 0.98, f"two heads name both neighbours ({multi_both:.1%} of positions fully right, >= 98%)")
+utils.claim(multi_both >= 0.98, f"two heads name both neighbours ({utils.measured(multi_both, '.1%')} of positions fully right, >= 98%)")
 utils.claim(single_both <= multi_both - 0.5, f"one head of the same width, trained alike, gets far fewer right "
-            f"({single_both:.1%}, at least 50 points lower)")
-utils.claim(single_parts.min() < 0.5, f"the single head fails one of the two alignments ({single_parts.min():.1%} "
+            f"({utils.measured(single_both, '.1%')}, at least 50 points lower)")
+utils.claim(single_parts.min() < 0.5, f"the single head fails one of the two alignments ({utils.measured(single_parts.min(), '.1%')} "
             f"on it, chance is {1 / task.num_symbols:.1%})")
 
 # %% [markdown]
@@ -594,13 +594,13 @@ def neighbour_weight(model, n: int = 500, seed: int = 7):
 
 for name, m in models.items():
     for head, (left, right) in enumerate(neighbour_weight(m).tolist()):
-        print(f"{name}, head {head + 1}: weight on i-1 {left:.1%}, on i+1 {right:.1%}")
+        print(f"{name}, head {head + 1}: weight on i-1 {utils.measured(left, '.1%')}, on i+1 {utils.measured(right, '.1%')}")
 nw = neighbour_weight(multi)
 left_head = int(nw[:, 0].argmax())  # the head that follows the left neighbour
 right_head = 1 - left_head
 utils.claim(nw[left_head, 0] > 0.9 and nw[right_head, 1] > 0.9,
-            f"the two heads split the work: head {left_head + 1} puts {nw[left_head, 0]:.0%} of its weight on i-1, "
-            f"head {right_head + 1} puts {nw[right_head, 1]:.0%} on i+1")
+            f"the two heads split the work: head {left_head + 1} puts {utils.measured(nw[left_head, 0], '.0%')} of its weight on i-1, "
+            f"head {right_head + 1} puts {utils.measured(nw[right_head, 1], '.0%')} on i+1")
 
 # %% [markdown]
 # ### Ablation: switch one head off
@@ -636,16 +636,16 @@ for off in ([], [0], [1]):
 print(f"{MULTI}          left neighbour  right neighbour")
 for off, (left, right) in ablation.items():
     label = "all heads on" if not off else f"head {off[0] + 1} off"
-    print(f"{label:<24} {left:>15.1%} {right:>16.1%}")
+    print(f"{label:<24} {utils.measured(left, '.1%'):>16} {utils.measured(right, '.1%'):>17}")
 drop_left = ablation[()][0] - ablation[(left_head,)][0]
 drop_right = ablation[()][1] - ablation[(right_head,)][1]
 kept_right, kept_left = ablation[(left_head,)][1], ablation[(right_head,)][0]
 utils.claim(drop_left > 0.7 and kept_right > 0.95,
-            f"switching off head {left_head + 1} costs the left answer {100 * drop_left:.1f} points and leaves the "
-            f"right one at {kept_right:.1%}")
+            f"switching off head {left_head + 1} costs the left answer {utils.measured(100 * drop_left, '.1f')} points and leaves the "
+            f"right one at {utils.measured(kept_right, '.1%')}")
 utils.claim(drop_right > 0.7 and kept_left > 0.95,
-            f"switching off head {right_head + 1} costs the right answer {100 * drop_right:.1f} points and leaves the "
-            f"left one at {kept_left:.1%}")
+            f"switching off head {right_head + 1} costs the right answer {utils.measured(100 * drop_right, '.1f')} points and leaves the "
+            f"left one at {utils.measured(kept_left, '.1%')}")
 
 # %% [markdown]
 # ## 6. The classic bug: a head split without the transpose
@@ -681,14 +681,14 @@ bug_model = easy["view without transpose"]
 bug_loss = easy_histories["view without transpose"].losses
 bug_acc = answer_accuracy(bug_model, left_task)[1]
 good_acc = answer_accuracy(easy["correct split"], left_task)[1]
-print(f"buggy model: loss {bug_loss[0]:.2f} -> {easy_histories['view without transpose'].final_loss:.2f}, accuracy {bug_acc:.1%}"
-      f" (correct split: {good_acc:.1%})")
+print(f"buggy model: loss {utils.measured(bug_loss[0], '.2f')} -> {utils.measured(easy_histories['view without transpose'].final_loss, '.2f')}, accuracy {utils.measured(bug_acc, '.1%')}"
+      f" (correct split: {utils.measured(good_acc, '.1%')})")
 _ = plot_losses(easy_histories, title="The buggy model's loss falls too")
 utils.claim(easy_histories["view without transpose"].final_loss < 0.3 * bug_loss[0] and bug_acc > 0.75,
-            f"the buggy model trains: its loss falls by over 70% and it gets {bug_acc:.1%} right")
+            f"the buggy model trains: its loss falls by over 70% and it gets {utils.measured(bug_acc, '.1%')} right")
 
 # %% [markdown]
-# Had we never seen the correct model, 84% and a falling loss would look like a model that needs
+# Had we never seen the correct model, over 80% right and a falling loss would look like a model that needs
 # a little more training. The **equality test** of section 3 tells at once, before any training:
 
 # %%
@@ -696,14 +696,14 @@ torch.manual_seed(0)
 buggy = ViewBugAttention(D, h)
 theirs = copy_into_torch_mha(buggy, nn.MultiheadAttention(D, h, batch_first=True))
 diff = (buggy(query, key, key)[0] - theirs(query, key, key)[0]).abs().max().item()
-print(f"max |ours - nn.MultiheadAttention| = {diff:.2f}")
+print(f"max |ours - nn.MultiheadAttention| = {utils.measured(diff, '.2f')}")
 verdict = utils.check("05.2", ViewBugAttention)
 print(verdict)
 utils.claim(diff > 0.01 and not verdict and "transpose" in verdict.message,
             "the equality test with nn.MultiheadAttention catches the missing transpose", needs_training=False)
 
 # %% [markdown]
-# And it explains the 84%. With `view(B, h, L, d_k)`, "head 0" is the first $L \cdot d_k$ numbers of
+# And it explains that score. With `view(B, h, L, d_k)`, "head 0" is the first $L \cdot d_k$ numbers of
 # the projection: all the features of positions 0 to 5. "Head 1" is positions 6 to 11. Each half of
 # the sequence attends only within itself, so the two positions whose left neighbour lies in the
 # other half, 0 (neighbour 11) and 6 (neighbour 5), cannot be answered: $10/12 = 83\%$ plus lucky
@@ -719,7 +719,7 @@ ax.set(xlabel="position i", ylabel="accuracy of the left neighbour (%)", ylim=(0
        title="The view bug cuts the sequence in two, one half per 'head'", xticks=range(left_task.length))
 cut = [0, left_task.length // 2]
 others = [i for i in range(left_task.length) if i not in cut]
-print("accuracy by position:", " ".join(f"{a:.0%}" for a in by_position.tolist()))
+print("accuracy by position:", " ".join(f"{utils.measured(a, '.0%')}" for a in by_position.tolist()))
 utils.claim(by_position[cut].max() < 0.3 and by_position[others].min() > 0.95,
             "the buggy model fails exactly at positions 0 and L/2, whose left neighbour is in the other half")
 

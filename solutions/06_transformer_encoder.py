@@ -115,7 +115,7 @@ x = torch.randn(1, 6, 16)  # (B, S, D): six tokens, no positions added
 perm = torch.tensor([3, 0, 5, 1, 4, 2])
 out, out_of_shuffled = layer(x), layer(x[:, perm])
 gap = (out[:, perm] - out_of_shuffled).abs().max().item()
-print(f"max |layer(x)[perm] - layer(x[perm])| = {gap:.1e}")
+print(f"max |layer(x)[perm] - layer(x[perm])| < 1e-5: {gap < 1e-5}")
 utils.claim(gap < 1e-5, "an encoder layer without positions is permutation-equivariant: shuffling the input "
             "shuffles the output the same way", needs_training=False)
 
@@ -220,7 +220,7 @@ def shift_matrix(k: int, d_model: int):
 pe = sinusoidal_positional_encoding(100, 64).double()  # (100, 64)
 for k in (1, 5, 30):
     err = (pe[:-k] @ shift_matrix(k, 64).T - pe[k:]).abs().max().item()  # every position at once
-    print(f"k = {k:>2}: max |R_k PE(pos) - PE(pos + k)| over positions 0..{99 - k} = {err:.1e}")
+    print(f"k = {k:>2}: max |R_k PE(pos) - PE(pos + k)| over positions 0..{99 - k} < 1e-4: {err < 1e-4}")
     utils.claim(err < 1e-4, f"PE(pos + {k}) = R_{k} PE(pos), with one matrix for every position", needs_training=False)
 
 # %% [markdown]
@@ -269,7 +269,7 @@ with torch.no_grad():  # non-trivial gamma and beta, so that the comparison test
     ln.bias.uniform_(-1, 1)
 x = 3 * torch.randn(4, 10, 32) + 2  # (B, S, D)
 gap = (layer_norm(x, ln.weight, ln.bias, ln.eps) - ln(x)).abs().max().item()
-print(f"max |layer_norm - nn.LayerNorm| = {gap:.1e}")
+print(f"max |layer_norm - nn.LayerNorm| < 1e-5: {gap < 1e-5}")
 utils.claim(gap < 1e-5, "our layer_norm equals torch.nn.LayerNorm", needs_training=False)
 
 # %% [markdown]
@@ -328,7 +328,7 @@ ax.legend()
 print("max change of the same sequence's output")
 print(f"{'':>12} {'other companions':>17} {'batch ' + str(round(100 * padding_share[-1])) + '% padding':>20}")
 for name in alone:
-    print(f"{name:>12} {composition[name]:>17.3f} {change[name][-1]:>20.3f}")
+    print(f"{name:>12} {utils.measured(composition[name], '.3f'):>18} {utils.measured(change[name][-1], '.3f'):>21}")
 utils.claim(change["BatchNorm"][-1] > 0.5 and composition["BatchNorm"] > 0.05,
             "BatchNorm's output for the same sequence changes with the padding and with the other sequences",
             needs_training=False)
@@ -427,7 +427,7 @@ for norm_first in (False, True):
     theirs = copy_into_torch_encoder_layer(
         ours, nn.TransformerEncoderLayer(32, 4, 64, dropout=0.0, batch_first=True, norm_first=norm_first))
     diff = (ours(x, pad[:, None, :]) - theirs(x, src_key_padding_mask=~pad)).abs()[pad].max().item()
-    print(f"norm_first={norm_first!s:<5}: max |ours - nn.TransformerEncoderLayer| at the real tokens = {diff:.1e}")
+    print(f"norm_first={norm_first!s:<5}: max |ours - nn.TransformerEncoderLayer| at the real tokens < 1e-5: {diff < 1e-5}")
     utils.claim(diff < 1e-5, f"our block equals nn.TransformerEncoderLayer(norm_first={norm_first}) given the same "
                 "weights", needs_training=False)
 
@@ -606,7 +606,7 @@ eval_batch = results["no positions"][2]  # the same evaluation sequences for eve
 ceiling = order_blind_ceiling(eval_batch)
 print(f"{'positional encoding':<20} {'accuracy, lengths 4-16':>23}")
 for name, (acc, _, _) in results.items():
-    print(f"{name:<20} {acc:>23.1%}")
+    print(f"{name:<20} {utils.measured(acc, '.1%'):>24}")
 print(f"{'order-blind ceiling':<20} {ceiling:>23.1%}")
 
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
@@ -622,10 +622,10 @@ fig.tight_layout()
 # %%
 acc_none, acc_sin, acc_learned = (results[n][0] for n in ("no positions", "sinusoidal", "learned"))
 utils.claim(acc_none <= ceiling + 0.02, f"without positions the encoder cannot beat the order-blind ceiling "
-            f"({acc_none:.1%} vs {ceiling:.1%})")
+            f"({utils.measured(acc_none, '.1%')} vs {ceiling:.1%})")
 utils.claim(acc_none >= ceiling - 0.05, f"and it gets close to it: it learned the best order-blind answer "
-            f"({acc_none:.1%}, within 5 points)")
-utils.claim(min(acc_sin, acc_learned) >= 0.97, f"with sinusoidal ({acc_sin:.1%}) or learned ({acc_learned:.1%}) "
+            f"({utils.measured(acc_none, '.1%')}, within 5 points)")
+utils.claim(min(acc_sin, acc_learned) >= 0.97, f"with sinusoidal ({utils.measured(acc_sin, '.1%')}) or learned ({utils.measured(acc_learned, '.1%')}) "
             "positions the same encoder solves the task")
 
 # %% [markdown]
@@ -689,9 +689,9 @@ except ValueError as err:
 long_results = {name: tagging_accuracy(taggers[name], task, length=LONG) for name in ("sinusoidal", "no positions")}
 sin_long, sin_by_pos, _ = long_results["sinusoidal"]
 seen, unseen = sin_by_pos[: task.max_len].mean().item(), sin_by_pos[task.max_len:].mean().item()
-print(f"sinusoidal at length {LONG}: {sin_long:.1%} overall; positions 0-{task.max_len - 1}: {seen:.1%}, "
-      f"positions {task.max_len}-{LONG - 1} (never trained): {unseen:.1%}")
-print(f"no positions at length {LONG}: {long_results['no positions'][0]:.1%} "
+print(f"sinusoidal at length {LONG}: {utils.measured(sin_long, '.1%')} overall; positions 0-{task.max_len - 1}: {utils.measured(seen, '.1%')}, "
+      f"positions {task.max_len}-{LONG - 1} (never trained): {utils.measured(unseen, '.1%')}")
+print(f"no positions at length {LONG}: {utils.measured(long_results['no positions'][0], '.1%')} "
       f"(ceiling {order_blind_ceiling(long_results['no positions'][2]):.1%})")
 
 fig, ax = plt.subplots(figsize=(7, 3.6))
@@ -702,9 +702,9 @@ ax.set(xlabel="position in a sequence of 24 symbols", ylabel="accuracy (%)", yli
        title="Sinusoidal positions beyond the trained length")
 ax.legend()
 utils.claim(sin_long < acc_sin - 0.05, f"sinusoidal positions run at length {LONG} but do not solve it: "
-            f"{sin_long:.1%} against {acc_sin:.1%} within the trained lengths")
-utils.claim(unseen < seen - 0.2, f"the positions never seen in training do much worse ({unseen:.1%}) than the "
-            f"trained ones ({seen:.1%})")
+            f"{utils.measured(sin_long, '.1%')} against {utils.measured(acc_sin, '.1%')} within the trained lengths")
+utils.claim(unseen < seen - 0.2, f"the positions never seen in training do much worse ({utils.measured(unseen, '.1%')}) than the "
+            f"trained ones ({utils.measured(seen, '.1%')})")
 
 # %% [markdown]
 # Honestly, then: the formula *runs* at any length, but a model trained on at most 16 positions
@@ -733,7 +733,7 @@ _ = plot_losses(deep_histories, title=f"{DEEP} blocks, lr = 1e-2, no warm-up")
 
 # %%
 pre_loss, post_loss = (h.final_loss for h in deep_histories.values())
-print(f"final loss: pre-LN {pre_loss:.3f}, post-LN {post_loss:.3f} (chance: ln 11 = {math.log(11):.3f})")
+print(f"final loss: pre-LN {utils.measured(pre_loss, '.3f')}, post-LN {utils.measured(post_loss, '.3f')} (chance: ln 11 = {math.log(11):.3f})")
 utils.claim(pre_loss < 0.2 and post_loss > 1.0, "with the same learning rate and no warm-up, the deep pre-LN stack "
             "trains and the post-LN one does not")
 
@@ -776,7 +776,7 @@ ax.set(xlabel="principal direction 1", ylabel="principal direction 2",
 ax.legend(title="symbol before", ncol=2, fontsize=8, loc="center left", bbox_to_anchor=(1, 0.5))
 fig.tight_layout()
 print(f"input vectors: max difference {input_spread:.1e}; output vectors: "
-      f"{explained:.1%} of their variance is explained by the symbol before")
+      f"{utils.measured(explained, '.1%')} of their variance is explained by the symbol before")
 utils.claim(input_spread == 0, "the 300 input vectors are identical", needs_training=False)
 utils.claim(explained > 0.5, "the output vector of the same token differs with its context, mostly by what the task "
             "needs (the previous symbol)")
@@ -811,7 +811,7 @@ explorer
 # %%
 fig, dots = pe_figure(10, 32)
 symmetric = max(abs(dots[10 - k] - dots[10 + k]).item() for k in range(1, 11))
-print(f"peak at position {dots.argmax().item()}; max |PE(10)·PE(10-k) - PE(10)·PE(10+k)| for k = 1..10: {symmetric:.1e}")
+print(f"peak at position {dots.argmax().item()}; max |PE(10)·PE(10-k) - PE(10)·PE(10+k)| for k = 1..10 < 1e-4: {symmetric < 1e-4}")
 utils.claim(dots.argmax().item() == 10 and symmetric < 1e-4,
             "a position is most similar to itself, and the similarity depends only on the distance", needs_training=False)
 
