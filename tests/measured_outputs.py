@@ -106,10 +106,11 @@ _nbval_compare = nbval.plugin.IPyNbCell.compare_outputs
 def compare_outputs(self, test, ref, skip_compare=None):
     """nbval's comparison, after the measured numbers passed their tolerance test."""
     patterns = self.parent.sanitize_patterns
-    if MEASURED.pattern not in patterns:  # first of the notebook's patterns, before nbval's own
+    padded = r"[ \t]*" + MEASURED.pattern  # a column's padding changes with the number's width
+    if padded not in patterns:  # first of the notebook's patterns, before nbval's own
         items = list(patterns.items())
         patterns.clear()
-        patterns[MEASURED.pattern] = SANITIZED
+        patterns[padded] = " " + SANITIZED
         patterns.update(items)
     problems = disagreements(ref, test, self.cell.metadata.get("tags", ()))
     if problems:
