@@ -39,13 +39,13 @@ DATA = ROOT / "benchmarks" / "results.json"
 _RUN_ONE = r"""
 import json, resource, sys, time
 import nbformat
-from nbclient import NotebookClient
+from tools.run_notebook import PromptNotebookClient  # nbclient, without its stall on widget cells
 path = sys.argv[1]
 nb = nbformat.read(path, as_version=4)
 start = time.perf_counter()
 error = ""
 try:
-    NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": sys.argv[2]}}).execute()
+    PromptNotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": sys.argv[2]}}).execute()
 except Exception as err:
     error = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
 seconds = time.perf_counter() - start

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
+
+from tools.run_notebook import PromptNotebookClient
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -22,7 +23,7 @@ def _text(nb):
 def test_unfilled_exercise_notebook_runs_to_the_end(path, monkeypatch):
     monkeypatch.setenv("COURSE_QUICK", "1")
     nb = nbformat.read(path, as_version=4)
-    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    PromptNotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
     assert not errors, errors[0]["ename"] + ": " + errors[0]["evalue"]
     text = _text(nb)

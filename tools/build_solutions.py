@@ -19,9 +19,9 @@ import time
 
 import jupytext
 import nbformat
-from nbclient import NotebookClient
 
 from tools.make_exercises import ROOT, main as make_exercises, stable_cell_ids
+from tools.run_notebook import PromptNotebookClient
 
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
@@ -70,7 +70,7 @@ def build(py_path) -> float:
     # a training run, and so the stored numbers that nbval compares.
     os.environ["OMP_NUM_THREADS"] = "1"
     start = time.perf_counter()
-    NotebookClient(nb, timeout=900, kernel_name="python3", record_timing=False,
+    PromptNotebookClient(nb, timeout=900, kernel_name="python3", record_timing=False,
                    resources={"metadata": {"path": str(py_path.parent)}}).execute()
     seconds = time.perf_counter() - start
     stable_widget_ids(stable_cell_ids(nb), py_path.stem)  # reviewable: a rebuild keeps every id
