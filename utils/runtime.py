@@ -31,7 +31,7 @@ def set_threads(threads: int | None = None) -> int:
     One thread is the course's default because it never collapses: on a 2-core machine that
     another process keeps busy (Binder, Colab, a laptop with a browser open), PyTorch's default
     of one thread per core made lesson 01 run 7x slower (296 s against 44 s), while on an idle
-    machine one thread costs lesson 01 at most 1.4x (benchmarks/results.md has both, per lesson).
+    machine one thread costs lesson 01 about 1.4x (124 s against 87 s here; benchmarks/results.md).
     ``COURSE_THREADS=0`` leaves PyTorch's own default; any other number is used as it is.
     """
     if threads is None:
