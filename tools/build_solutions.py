@@ -71,7 +71,7 @@ def build(py_path) -> float:
     os.environ["OMP_NUM_THREADS"] = "1"
     start = time.perf_counter()
     PromptNotebookClient(nb, timeout=900, kernel_name="python3", record_timing=False,
-                   resources={"metadata": {"path": str(py_path.parent)}}).execute()
+                         resources={"metadata": {"path": str(py_path.parent)}}).execute()
     seconds = time.perf_counter() - start
     stable_widget_ids(stable_cell_ids(nb), py_path.stem)  # reviewable: a rebuild keeps every id
     nbformat.write(nb, py_path.with_suffix(".ipynb"))
