@@ -83,7 +83,6 @@ utils.setup(seed=0)
 
 # %%
 import html
-import time
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
@@ -92,6 +91,7 @@ import torch
 import torch.nn as nn
 from IPython.display import HTML, display
 
+from utils.cost import best_times
 from utils.data import EOS, PAD, SOS, DateTask, SymbolTask
 from utils.plots import plot_accuracy_by_length, plot_attention, plot_losses
 from utils.rnn import BottleneckSeq2Seq, Encoder, shift_right
@@ -613,24 +613,16 @@ encoder = Encoder(len(task.vocab), 32, HIDDEN)  # lesson 01's encoder, on the CP
 linear = nn.Linear(32, HIDDEN)
 
 
-def best_time(fn, repeats=7):
-    """The fastest of several runs: other programs can only slow a run down, never speed it up."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 rnn_times, parallel_times = [], []
 with torch.no_grad():
     for n in timing_lengths:
         src = torch.randint(3, 13, (32, n))
         lengths = torch.full((32,), n)
-        rnn_times.append(best_time(lambda: encoder(src, lengths)))
         x = encoder.embedding(src)
-        parallel_times.append(best_time(lambda: linear(x)))
+        # the fastest of seven runs each, the two taking turns: other programs only ever slow a run down
+        t_rnn, t_par = best_times([lambda: encoder(src, lengths), lambda: linear(x)])
+        rnn_times.append(t_rnn)
+        parallel_times.append(t_par)
 for n, t_rnn, t_par in zip(timing_lengths, rnn_times, parallel_times):
     print(f"length {n:>4}: LSTM encoder {utils.fmt_time(t_rnn):>9} ({utils.fmt_time(t_rnn / n)} per position), "
           f"all positions at once {utils.fmt_time(t_par):>9}")

@@ -83,7 +83,6 @@ utils.setup(seed=0)
 # %%
 import html
 import math
-import time
 import warnings
 
 import matplotlib.pyplot as plt
@@ -92,6 +91,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from utils.attention import MultiHeadAttention, causal_mask, merge_heads, padding_mask, scaled_dot_product_attention, split_heads
+from utils.cost import best_times
 from utils.data import EOS, PAD, SOS, DateTask, SymbolTask
 from utils.plots import PALETTE, plot_accuracy_by_length, plot_attention, plot_losses
 from utils.rnn import AttentionSeq2Seq, BottleneckSeq2Seq
@@ -622,26 +622,16 @@ utils.claim(all(same), "the key/value cache gives exactly the same tokens as rec
 
 # %% [markdown]
 # And the time, on the reversing model, for outputs of growing length (100 sequences at once,
-# the best of seven runs, the two decoders taking turns so that another program slows both alike). Times differ from machine to machine, so this cell's output is not
-# compared by the tests; it asserts only that the cache is faster at every length. Without the
-# cache, step $t$ redoes the work of all $t$ positions, so generating $n$ tokens costs about
-# $n^2/2$ position-steps against $n$ with it; on a small CPU and these short outputs, the fixed
-# cost of each step (Python, small matrix products) blurs that growth, and the speed-up you see
-# may be about the same at every length. It grows for long outputs, where recomputing dominates.
+# the best of seven runs, the two decoders taking turns so that another program slows both
+# alike). Times differ from machine to machine, so this cell's output is not compared by the
+# tests; it asserts only that the cache is faster at every length. Without the cache, step $t$
+# redoes the work of all $t$ positions, so generating $n$ tokens costs about $n^2/2$
+# position-steps against $n$ with it; on a small CPU and these short outputs, the fixed cost of
+# each step (Python, small matrix products) blurs that growth, and the speed-up you see may be
+# about the same at every length. It grows for long outputs, where recomputing dominates.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-def best_times(fns, repeat=7):
-    """The best of ``repeat`` runs of each function, run in turn, so that a busy machine slows them alike."""
-    times = [[] for _ in fns]
-    for _ in range(repeat):
-        for fn, ts in zip(fns, times):
-            start = time.perf_counter()
-            fn()
-            ts.append(time.perf_counter() - start)
-    return [min(ts) for ts in times]
-
-
 speedups = {}
 print(f"{'output length':>13} {'recompute':>11} {'KV cache':>10} {'speed-up':>9}")
 for n in (4, 12, 24):

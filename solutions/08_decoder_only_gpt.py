@@ -86,7 +86,6 @@ utils.setup(seed=0)
 # %%
 import html
 import math
-import time
 
 import matplotlib.pyplot as plt
 import torch
@@ -94,6 +93,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from utils.attention import causal_mask
+from utils.cost import best_times
 from utils.data import TextCorpus
 from utils.gpt import (Block, ablate_heads, attention_weights, bits_per_char, copy_into_torch_encoder_layer, generate,
                        init_weights, learning_rate, loss_per_position, train_lm)
@@ -546,22 +546,14 @@ print("the same tokens with and without the cache (greedy, sampled):", same)
 utils.claim(all(same), "the key/value cache gives exactly the same tokens", needs_training=False)
 
 # %% [markdown]
-# And faster: without the cache step $t$ redoes the work of all $t$ positions (the best of three
-# runs; times vary by machine, so the output is not compared; the cell asserts a wide margin).
+# And faster: without the cache step $t$ redoes the work of all $t$ positions (the best of five
+# runs, the two taking turns so that another program slows both alike; times vary by machine, so
+# the output is not compared; the cell asserts a wide margin).
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-def best_time(fn, repeat=3):
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
-slow = best_time(lambda: generate(model, prompts, n_new, temperature=0))
-fast = best_time(lambda: generate(model, prompts, n_new, temperature=0, use_cache=True))
+slow, fast = best_times([lambda: generate(model, prompts, n_new, temperature=0),
+                         lambda: generate(model, prompts, n_new, temperature=0, use_cache=True)], repeats=5)
 print(f"{n_new} new characters for 8 prompts: recompute {utils.fmt_time(slow)}, cache {utils.fmt_time(fast)}, "
       f"speed-up {utils.measured(slow / fast, '.1f')}x")
 utils.claim(slow / fast > 1.2, "the cache is faster (at least 1.2x here)", needs_training=False)

@@ -113,13 +113,7 @@ CPU = torch.device("cpu")
 
 def best_time(fn, repeat: int = 5) -> float:
     """The fastest of ``repeat`` runs of fn(), in seconds of this thread's CPU time (lesson 04's precautions)."""
-    fn()  # warm-up: allocations, kernel selection
-    times = []
-    for _ in range(repeat):
-        start = time.thread_time()
-        fn()
-        times.append(time.thread_time() - start)
-    return min(times)
+    return cost.best_time(fn, repeat, clock=time.thread_time, warmup=True)  # warm-up: allocations, kernel selection
 
 
 def plain_log_ticks(ax):

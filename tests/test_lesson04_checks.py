@@ -146,6 +146,25 @@ def test_time_layers_returns_one_time_per_length_and_restores_threads():
     assert list(t) == ["linear"] and len(t["linear"]) == 2 and all(x > 0 for x in t["linear"])
 
 
+def test_best_times_takes_turns_and_keeps_each_functions_fastest_run():
+    """Lessons 02, 07, 08 and 09 compare two timings: a burst of load must hit both, not one."""
+    calls, now = [], [0.0]
+    durations = {"a": iter([5, 1, 3]), "b": iter([2, 9, 4])}  # seconds each run takes on a fake clock
+
+    def run(name):
+        def fn():
+            calls.append(name)
+            now[0] += next(durations[name])
+        return fn
+
+    assert cost.best_times([run("a"), run("b")], 3, clock=lambda: now[0]) == [1, 2]
+    assert calls == ["a", "b", "a", "b", "a", "b"]
+    calls.clear()
+    durations = {"x": iter([100, 7, 8])}
+    assert cost.best_time(run("x"), 2, clock=lambda: now[0], warmup=True) == 7  # the warm-up is not timed
+    assert calls == ["x", "x", "x"]
+
+
 def test_formats():
     assert cost.format_count(1_234_567, "FLOP") == "1.23 MFLOP"
     assert cost.format_count(12) == "12"

@@ -9,9 +9,9 @@ Counting conventions, the same everywhere in the course:
   O(n^2 d) and O(n d^2) products (:func:`elementwise_flops` says how negligible);
 * memory is in bytes, 4 per float32 element.
 
-Measurements (:func:`time_layers`, :func:`peak_memory`) run on the CPU or the GPU; times are the
-*minimum* over interleaved repeats, because other programs only ever add time to a run, and on the
-CPU they are the CPU time of the measuring thread.
+Measurements (:func:`time_layers`, :func:`best_times`, :func:`peak_memory`) run on the CPU or the
+GPU; times are the *minimum* over interleaved repeats, because other programs only ever add time to
+a run, and on the CPU :func:`time_layers` measures the CPU time of the measuring thread.
 """
 from __future__ import annotations
 
@@ -115,6 +115,33 @@ def single_thread():
 def _sync(device):
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize()
+
+
+def best_times(fns, repeats: int = 7, *, clock=time.perf_counter, warmup: bool = False) -> list:
+    """The fastest of ``repeats`` runs of each function in ``fns`` (calls without arguments), in seconds.
+
+    Other programs can only slow a run down, never speed it up, so the minimum is the closest to a
+    function's own cost. The functions take turns (each once, then each again), so that a burst of
+    load elsewhere on the machine slows all of them alike rather than one: what a comparison needs.
+    ``warmup=True`` runs each once first, untimed (allocations, kernel selection). ``clock`` is
+    ``time.perf_counter`` (wall clock) or ``time.thread_time`` (this thread's CPU time: right
+    inside :func:`single_thread`, wrong when PyTorch works on several threads).
+    """
+    if warmup:
+        for fn in fns:
+            fn()
+    times = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, runs in zip(fns, times):
+            start = clock()
+            fn()
+            runs.append(clock() - start)
+    return [min(runs) for runs in times]
+
+
+def best_time(fn, repeats: int = 7, **kwargs) -> float:
+    """The fastest of ``repeats`` runs of ``fn()``, in seconds: :func:`best_times` for one function."""
+    return best_times([fn], repeats, **kwargs)[0]
 
 
 @torch.no_grad()
