@@ -324,7 +324,7 @@ class AttentionSeq2Seq(nn.Module):
 
 # %%
 task = SymbolTask("reverse", num_symbols=10, min_len=2, max_len=24)
-HIDDEN, STEPS, BATCH = 64, utils.budget(700, 150), 128
+HIDDEN, STEPS, BATCH = 64, utils.budget(700, 40), 128
 EVAL_LENGTHS = [4, 8, 12, 16, 20, 24]
 
 torch.manual_seed(0)
@@ -412,7 +412,7 @@ dates = DateTask()
 print(dates, "·", ", ".join(text for text, _ in dates.random_dates(3, torch.Generator().manual_seed(0))))
 torch.manual_seed(0)
 date_model = AttentionSeq2Seq(len(dates.vocab), emb_dim=32, hidden_dim=64, attn_dim=64)
-date_history = train(date_model, dates, steps=utils.budget(300, 60), batch_size=128, lr=3e-3,
+date_history = train(date_model, dates, steps=utils.budget(300, 20), batch_size=128, lr=3e-3,
                      desc="dates")
 test_dates = dates.sample(500, torch.Generator().manual_seed(11))
 pred = date_model.generate(test_dates.src, test_dates.src_lengths, max_len=12)

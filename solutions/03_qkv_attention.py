@@ -580,7 +580,7 @@ for i in range(2):
 torch.manual_seed(0)
 model = RunningMaxModel(len(task.vocab))
 print(f"{count_parameters(model):,} parameters")
-history = train(model, task, steps=utils.budget(400, 150), batch_size=64, lr=1e-2, desc="running max")
+history = train(model, task, steps=utils.budget(400, 40), batch_size=64, lr=1e-2, desc="running max")
 _ = plot_losses({"one self-attention layer": history}, title="Learning the running maximum")
 
 # %% [markdown]

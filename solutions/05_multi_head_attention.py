@@ -523,7 +523,7 @@ for i in range(2):
     print(f"right neighbours : {task.show(batch.tgt[i, :, 1])}\n")
 
 # %%
-D_MODEL, STEPS, BATCH = 32, utils.budget(400, 150), 128
+D_MODEL, STEPS, BATCH = 32, utils.budget(400, 40), 128
 models, histories = {}, {}
 for n_heads in (2, 1):
     name = f"{n_heads} head{'s' if n_heads > 1 else ''} of width {D_MODEL // n_heads}"

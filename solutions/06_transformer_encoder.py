@@ -590,7 +590,7 @@ def tagging_accuracy(model, task, *, length=None, n: int = 300, seed: int = 1234
 # the full run's results: run the notebook without it to see them.
 
 # %%
-STEPS, BATCH = utils.budget(300, 60), 64
+STEPS, BATCH = utils.budget(300, 20), 64
 taggers, histories = {}, {}
 for positional in (None, "sinusoidal", "learned"):
     name = {None: "no positions", "sinusoidal": "sinusoidal", "learned": "learned"}[positional]
@@ -722,7 +722,7 @@ utils.claim(unseen < seen - 0.2, f"the positions never seen in training do much 
 # same task both ways, with the same learning rate ($10^{-2}$), the same seed and no warm-up.
 
 # %%
-DEEP, DEEP_STEPS = 8, utils.budget(150, 40)
+DEEP, DEEP_STEPS = 8, utils.budget(150, 10)
 deep_histories = {}
 for norm_first in (True, False):
     name = "pre-LN" if norm_first else "post-LN (the paper's)"

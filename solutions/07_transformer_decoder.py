@@ -428,7 +428,7 @@ EVAL_LENGTHS = [4, 8, 12, 16, 20, 24]
 torch.manual_seed(0)
 transformer = Seq2SeqTransformer(len(task.vocab), d_model=64, num_heads=4, num_layers=2, d_ff=128)
 print(f"Transformer: {count_parameters(transformer):,} parameters")
-tf_history = train_in_two_phases(transformer, task, utils.budget(500, 100), desc="Transformer")
+tf_history = train_in_two_phases(transformer, task, utils.budget(500, 30), desc="Transformer")
 results = {"Transformer": accuracy_by_length(transformer, task, EVAL_LENGTHS)}
 tf_acc = [results["Transformer"][n]["token"] for n in EVAL_LENGTHS]
 print("token accuracy by length:", "  ".join(f"{n}: {utils.measured(a, '.1%')}" for n, a in zip(EVAL_LENGTHS, tf_acc)))
@@ -451,7 +451,7 @@ models = {"Transformer": transformer}
 for name, Model in [("bottleneck LSTM", BottleneckSeq2Seq), ("attention RNN", AttentionSeq2Seq)]:
     torch.manual_seed(0)
     models[name] = Model(len(task.vocab), emb_dim=32, hidden_dim=64)
-    histories[name] = train(models[name], task, steps=utils.budget(300, 50), batch_size=128, lr=3e-3, desc=name)
+    histories[name] = train(models[name], task, steps=utils.budget(300, 15), batch_size=128, lr=3e-3, desc=name)
     results[name] = accuracy_by_length(models[name], task, EVAL_LENGTHS)
 
 # %%
@@ -493,7 +493,7 @@ utils.claim(tf24 >= lstm24 + 0.3, f"at length 24 the Transformer ({utils.measure
 dates = DateTask()
 torch.manual_seed(0)
 date_model = Seq2SeqTransformer(len(dates.vocab), d_model=64, num_heads=4, num_layers=2, d_ff=128)
-date_history = train_in_two_phases(date_model, dates, utils.budget(350, 60), desc="Transformer, dates")
+date_history = train_in_two_phases(date_model, dates, utils.budget(350, 20), desc="Transformer, dates")
 
 held_out = dates.sample(500, torch.Generator().manual_seed(2024))  # dates drawn with another seed
 pred = date_model.generate(held_out.src, held_out.src_lengths, max_len=12)
