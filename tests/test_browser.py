@@ -12,7 +12,9 @@ and asserts:
   the widget's DOM there (closed widgets, such as finished progress bars, are hidden and skipped);
 * at least one widget responds to input (a slider moved with the keyboard, or another value
   picked, changes what the widget shows);
-* in the unfilled exercise notebooks, the fallback note ("uses the course's reference").
+* in the unfilled exercise notebooks, the fallback note ("uses the course's reference"), the
+  checks' "not attempted yet" and the quick-setting note: all that tests/test_exercise_notebooks.py
+  asserts, which skips the notebooks this test runs.
 
 A screenshot of each lesson, and JupyterLab's log, go to ``test-artifacts/browser/``.
 
@@ -68,6 +70,8 @@ WORKERS = max(1, int(os.environ.get("COURSE_BROWSER_WORKERS", 2)))
 # ipywidgets' renderer is a panel without the data-mime-type that every other renderer sets.
 WIDGET_OUTPUT = ".jp-OutputArea-output:not([data-mime-type])"
 FALLBACK_NOTE = "uses the course's reference"
+NOT_ATTEMPTED = "not attempted yet"
+QUICK_NOTE = "quick setting"
 
 
 def _lessons():
@@ -480,8 +484,13 @@ def _problems(source, snap, notebook: str) -> list[str]:
     if widgets == 0:
         problems.append("no widget is shown: every lesson has at least one")
     code = "\n".join(c.source for c in source.cells if c.cell_type == "code")
-    if notebook.startswith("notebooks/") and "utils.use(" in code and FALLBACK_NOTE not in snap["text"]:
-        problems.append(f"the unfilled exercise notebook does not show the fallback note ({FALLBACK_NOTE!r})")
+    if notebook.startswith("notebooks/"):  # what tests/test_exercise_notebooks.py asserts, which it leaves to this test
+        if "utils.use(" in code and FALLBACK_NOTE not in snap["text"]:
+            problems.append(f"the unfilled exercise notebook does not show the fallback note ({FALLBACK_NOTE!r})")
+        if "utils.check(" in code and NOT_ATTEMPTED not in snap["text"]:
+            problems.append(f"the checks of the unfilled notebook do not say {NOT_ATTEMPTED!r}")
+        if QUICK_NOTE not in snap["text"]:
+            problems.append(f"the unfilled notebook does not say that it runs in the {QUICK_NOTE!r}")
     return problems
 
 
@@ -688,3 +697,16 @@ def test_a_slow_kernel_a_crashed_browser_and_a_dead_kernel_fail_clearly(tmp_path
     assert died.problems and "while running all cells" in died.problems[0], died.problems
     assert re.search(r"died|restarting", died.problems[0], re.I), died.problems
     assert not lab.leftovers(), "the slow kernel was left running"
+
+
+def test_an_unfilled_notebook_must_show_what_the_exercise_test_asserts():
+    """The notes that tests/test_exercise_notebooks.py leaves to this test are looked for (no browser needed)."""
+    source = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("utils.check('03.1', f)\nf = utils.use('03.1', f)")])
+    shown = {"code": True, "prompt": "[1]:", "stderr": [], "widgets": [{"visible": True, "text": "", "rendered": True, "failed": False}]}
+    full = {"cells": [shown], "text": f"… {NOT_ATTEMPTED}. ✔ {FALLBACK_NOTE}. … {QUICK_NOTE}, claim not asserted"}
+    assert _problems(source, full, "notebooks/03_x.ipynb") == []
+    for missing in (NOT_ATTEMPTED, FALLBACK_NOTE, QUICK_NOTE):
+        snap = {**full, "text": full["text"].replace(missing, "")}
+        problems = _problems(source, snap, "notebooks/03_x.ipynb")
+        assert len(problems) == 1 and missing in problems[0], (missing, problems)
+    assert _problems(source, {**full, "text": ""}, "solutions/03_x.ipynb") == []  # solutions call the checks filled

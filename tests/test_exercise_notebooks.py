@@ -1,5 +1,12 @@
-"""Every exercise notebook runs top to bottom unfilled (in the quick setting), with the fallbacks."""
-import os
+"""Every exercise notebook runs top to bottom unfilled (in the quick setting), with the fallbacks.
+
+When this session's browser test (tests/test_browser.py) runs the same unfilled notebook in
+JupyterLab, with Chromium there to do it, the run here is skipped: the browser test runs it in the
+same setting and asserts everything below (no error, "not attempted yet", the fallback note, the
+quick setting) and more, and running every lesson twice cost a sixth of the suite's time. Run
+alone (``python -m pytest tests/test_exercise_notebooks.py``), or without Chromium, it runs here.
+"""
+import importlib.util
 from pathlib import Path
 
 import nbformat
@@ -19,8 +26,19 @@ def _text(nb):
     return "\n".join(parts)
 
 
+def run_by_the_browser_test(session, path: Path) -> bool:
+    """Whether ``session`` also runs the browser test of this unfilled notebook, with a browser to run it."""
+    nodeid = f"tests/test_browser.py::test_lesson_runs_in_jupyterlab[notebooks/{path.name}]"
+    if not any(item.nodeid == nodeid for item in session.items):
+        return False
+    from tests.test_browser import _chromium
+    return importlib.util.find_spec("playwright") is not None and _chromium() is not None
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_unfilled_exercise_notebook_runs_to_the_end(path, monkeypatch):
+def test_unfilled_exercise_notebook_runs_to_the_end(path, monkeypatch, request):
+    if run_by_the_browser_test(request.session, path):
+        pytest.skip(f"tests/test_browser.py runs notebooks/{path.name} unfilled in JupyterLab in this session")
     monkeypatch.setenv("COURSE_QUICK", "1")
     nb = nbformat.read(path, as_version=4)
     PromptNotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
