@@ -3,7 +3,7 @@
 When this session's browser test (tests/test_browser.py) runs the same unfilled notebook in
 JupyterLab, with Chromium there to do it, the run here is skipped: the browser test runs it in the
 same setting and asserts everything below (no error, "not attempted yet", the fallback note, the
-quick setting) and more, and running every lesson twice cost a sixth of the suite's time. Run
+quick setting) and more, and running every lesson twice cost a fifth of the suite's time. Run
 alone (``python -m pytest tests/test_exercise_notebooks.py``), or without Chromium, it runs here.
 """
 import importlib.util
