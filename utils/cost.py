@@ -117,7 +117,8 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def best_times(fns, repeats: int = 7, *, clock=time.perf_counter, warmup: bool = False) -> list:
+def best_times(fns, repeats: int = 7, *, clock=time.perf_counter, warmup: bool = False,
+               desc: str | None = None) -> list:
     """The fastest of ``repeats`` runs of each function in ``fns`` (calls without arguments), in seconds.
 
     Other programs can only slow a run down, never speed it up, so the minimum is the closest to a
@@ -125,13 +126,16 @@ def best_times(fns, repeats: int = 7, *, clock=time.perf_counter, warmup: bool =
     load elsewhere on the machine slows all of them alike rather than one: what a comparison needs.
     ``warmup=True`` runs each once first, untimed (allocations, kernel selection). ``clock`` is
     ``time.perf_counter`` (wall clock) or ``time.thread_time`` (this thread's CPU time: right
-    inside :func:`single_thread`, wrong when PyTorch works on several threads).
+    inside :func:`single_thread`, wrong when PyTorch works on several threads). ``desc``: show a
+    progress bar over the rounds (the warm-up is round 0).
     """
-    if warmup:
-        for fn in fns:
-            fn()
+    rounds = tqdm(range(repeats + warmup), desc=desc, leave=False) if desc else range(repeats + warmup)
     times = [[] for _ in fns]
-    for _ in range(repeats):
+    for r in rounds:
+        if warmup and r == 0:  # the first round is a warm-up: allocations, kernel selection
+            for fn in fns:
+                fn()
+            continue
         for fn, runs in zip(fns, times):
             start = clock()
             fn()
@@ -162,17 +166,18 @@ def time_layers(layers: dict, lengths, d: int, *, batch: int = 1, repeats: int =
     clock = time.thread_time if device.type == "cpu" else time.perf_counter
     g = torch.Generator().manual_seed(0)
     xs = {n: torch.randn(batch, n, d, generator=g).to(device) for n in lengths}  # (batch, n, d)
-    runs = {(name, n): [] for name in layers for n in lengths}
-    for r in tqdm(range(repeats + 1), desc=desc, leave=False):
-        for n in lengths:
-            for name, layer in layers.items():
-                _sync(device)
-                start = clock()
-                layer(xs[n])
-                _sync(device)
-                if r > 0:  # the first round is a warm-up (allocations, kernel selection)
-                    runs[name, n].append(clock() - start)
-    return {name: [min(runs[name, n]) for n in lengths] for name in layers}
+    keys = [(name, n) for n in lengths for name in layers]
+
+    def run(layer, x):  # the previous run ends synchronised, so the clock starts on an idle GPU
+        def fn():
+            layer(x)
+            _sync(device)
+        return fn
+
+    _sync(device)
+    times = best_times([run(layers[name], xs[n]) for name, n in keys], repeats, clock=clock, warmup=True, desc=desc)
+    best = dict(zip(keys, times))
+    return {name: [best[name, n] for n in lengths] for name in layers}
 
 
 def loglog_slope(xs, ys) -> float:
