@@ -317,14 +317,14 @@ class AttentionSeq2Seq(nn.Module):
 # ## 4. Experiment 1: the same budget as lesson 01, at every length
 #
 # Same task (reverse, lengths 2 to 24 mixed), same hidden size 64, same training budget
-# (700 steps of 128 examples, Adam, learning rate $3 \cdot 10^{-3}$), same evaluation on fresh
+# (500 steps of 128 examples, Adam, learning rate $3 \cdot 10^{-3}$), same evaluation on fresh
 # inputs of each length. First lesson 01's bottleneck model again (so that both curves come from
 # this notebook), then the attention model. Attention adds parameters (the attention layers, and a
 # decoder cell and output layer that also read the context): we count them, and compare.
 
 # %%
 task = SymbolTask("reverse", num_symbols=10, min_len=2, max_len=24)
-HIDDEN, STEPS, BATCH = 64, utils.budget(700, 40), 128
+HIDDEN, STEPS, BATCH = 64, utils.budget(500, 40), 128
 EVAL_LENGTHS = [4, 8, 12, 16, 20, 24]
 
 torch.manual_seed(0)
