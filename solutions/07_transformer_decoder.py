@@ -439,7 +439,7 @@ utils.claim(min(tf_acc) >= 0.95, f"the Transformer reverses at every length, 4 t
 #
 # Now the two recurrent models of lessons 01 and 02, with lesson 01's recipe (embeddings of 32,
 # a hidden state of 64, batches of 128 at a learning rate of 3e-3) but **300 steps instead of
-# 700**, to keep this lesson within a couple of minutes on a laptop CPU: the attention RNN's
+# 500**, to keep this lesson within a couple of minutes on a laptop CPU: the attention RNN's
 # decoder loops over the output one step at a time, in training too, which makes it the slowest
 # of the three to train. Lessons 01 and 02 show them with their full budget. So short a run leaves
 # the attention RNN's accuracy on the longest inputs sensitive to the last bits of its arithmetic:
@@ -780,7 +780,8 @@ utils.claim(diff < 1e-4, "our trained Transformer equals nn.Transformer given th
 #    self-attention blocks over "input, then output". Rewrite the reversing task that way (feed
 #    `src <sep> tgt` and score only the part after `<sep>`). What does the model lose, or gain?
 #    **Lesson 08** ([`08_decoder_only_gpt`](08_decoder_only_gpt.ipynb)) builds that model, trains it
-#    on real text (the Python standard library's source) and finds the induction heads inside it.
+#    on real text (the Python standard library's source), then watches a smaller one learn the
+#    induction heads that copy from the context.
 # 2. **Beam search.** Greedy decoding commits to one token at each step. Keep the $k$ best partial
 #    outputs instead. On the date task, does it change anything? Why would it matter more for
 #    translation?
