@@ -654,7 +654,7 @@ first2, second2, loss2 = halves(two)
 first1, second1, loss1 = halves(one)
 uniform = math.log(IND_V)
 print(f"2 layers: first half {utils.measured(first2, '.2f')}, repeated half {utils.measured(second2, '.2f')} nats "
-      f"(a uniform guess: ln {IND_V} = {uniform:.2f}); trained in {utils.measured(two_history.seconds, '.0f')} s")
+      f"(a uniform guess: ln {IND_V} = {uniform:.2f}); trained in {two_history.seconds:.0f} s")
 print(f"1 layer:  first half {utils.measured(first1, '.2f')}, repeated half {utils.measured(second1, '.2f')} nats")
 utils.claim(second2 < first2 - 1.5,
             "with two layers the repeated half is predicted far better than the random first half (by over 1.5 nats)")
