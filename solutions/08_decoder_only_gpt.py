@@ -762,14 +762,20 @@ def uniform_weights(seqs):
     return even.expand(1, len(seqs), 1, T, T)
 
 
+
+def print_scores(prev, match):
+    """One line per layer: each head's previous-token and prefix-matching score, (layers, h) each."""
+    for l in range(len(prev)):
+        print(f"layer {l + 1}: previous-token " + " ".join(utils.measured(s, ".2f") for s in prev[l].tolist())
+              + " | prefix-matching " + " ".join(utils.measured(s, ".2f") for s in match[l].tolist()))
+
+
 score_seqs = test_seqs[:utils.budget(64, 8)]
 prev, match = head_scores(attention_weights(two, score_seqs), score_seqs)
 even_prev, even_match = (x.item() for x in head_scores(uniform_weights(score_seqs), score_seqs))
 prev_head = int(prev[0].argmax())  # the best previous-token head of layer 1
 ind_head = int(match[1].argmax())  # the best prefix-matching head of layer 2
-for l in range(2):
-    print(f"layer {l + 1}: previous-token " + " ".join(utils.measured(s, ".2f") for s in prev[l].tolist())
-          + " | prefix-matching " + " ".join(utils.measured(s, ".2f") for s in match[l].tolist()))
+print_scores(prev, match)
 print(f"attention spread evenly: previous-token {even_prev:.3f} | prefix-matching {even_match:.3f}")
 utils.claim(prev[0].max() > max(0.4, 3 * even_prev), "layer 1 has a previous-token head (score above 0.4, "
             "over three times the even spread's)")
@@ -853,9 +859,7 @@ char_prev, char_match = head_scores(attention_weights(model, probe), probe)
 char_even_prev, char_even_match = (x.item() for x in head_scores(uniform_weights(probe), probe))
 print(f"GPT on Python, random characters: first copy {utils.measured(char_first, '.2f')}, second copy "
       f"{utils.measured(char_second, '.2f')} nats per character (ln V = {math.log(V):.2f})")
-for l in range(len(char_match)):
-    print(f"layer {l + 1}: previous-token " + " ".join(utils.measured(s, ".2f") for s in char_prev[l].tolist())
-          + " | prefix-matching " + " ".join(utils.measured(s, ".2f") for s in char_match[l].tolist()))
+print_scores(char_prev, char_match)
 print(f"attention spread evenly: previous-token {char_even_prev:.3f} | prefix-matching {char_even_match:.3f}")
 utils.claim(char_match.max() < 0.2 and char_first - char_second < 1.0,
             "this GPT has no induction head: no head's prefix-matching score reaches 0.2, "
