@@ -10,21 +10,28 @@ Usage, from the repository root::
 measures it), so formatted code is read there without scrolling sideways.
 
 Each code cell is formatted on its own, as ``ruff format`` formats the cells of a notebook: the
-text file's ``# %%`` cells and the blank lines between them stay as jupytext writes them. The
+text file's ``# %%`` cells and the blank lines between them stay as jupytext writes them. Before
+ruff, a trailing comment that makes its line too long moves onto its own line above it, and a
+comment line too long is wrapped (:func:`comments_on_their_own_lines`). The setup cell is left
+as it is (its text is ``tools.retarget.setup_cell()``). The
 formatted code goes to ``solutions/NN_name.py`` and into the code cells of the stored
 ``solutions/NN_name.ipynb``, whose outputs are kept (formatting changes no output: the code does
 the same); then the exercise notebooks are regenerated (``tools.make_exercises``). Rebuilding the
 lesson (``python -m tools.build_solutions NN``) afterwards is not needed, only harmless.
 
-Ruff does not break strings, comments or docstrings: a line of prose longer than 88 characters
-stays so (the website wraps it) and is counted in the report.
+Ruff does not break strings or docstrings: a line of prose longer than 88 characters stays so
+(the website wraps it) and is counted in the report.
 """
 from __future__ import annotations
 
 import argparse
+import io
+import re
 import subprocess
 import sys
 import tempfile
+import textwrap
+import tokenize
 from pathlib import Path
 
 import jupytext
@@ -33,6 +40,7 @@ import nbformat
 from tools.make_exercises import ROOT, main as make_exercises, stable_cell_ids
 
 LINE_LENGTH = 88  # as pyproject.toml's [tool.ruff] line-length (a test checks they agree)
+SETUP_CELL = "def fetch_course"  # the setup cell every lesson opens with (tools.retarget.setup_cell)
 
 
 def lesson_sources(root: Path = ROOT, lessons=()) -> list[Path]:
@@ -45,19 +53,90 @@ def _ruff(args: list[str], root: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, cwd=root)
 
 
+def comments_on_their_own_lines(source: str, limit: int = LINE_LENGTH) -> str:
+    """Lines too long: a trailing comment goes on its own line above, a long comment line is wrapped.
+
+    The course writes shapes and reasons as trailing comments (``x = f(y)  # (B, h, L, d_k)``).
+    Left there, a line too long is split by the formatter around its brackets, with the comment
+    after the closing one; above the line, the comment reads first and the code often fits
+    whole. Only comments move or wrap: the code is unchanged (its tokens, so its meaning).
+    """
+    lines = source.split("\n")
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
+    except (tokenize.TokenError, SyntaxError):
+        return source  # not Python (a cell ruff will report): leave it to ruff
+    comments = {t.start[0] - 1: t for t in tokens if t.type == tokenize.COMMENT}
+
+    def own_line(i):  # (indent, prefix, text) of a comment alone on line i, else None
+        c = comments.get(i)
+        if c is None or lines[i][:c.start[1]].strip():
+            return None
+        prefix = re.match(r"#+ ?", c.string).group(0)
+        return lines[i][:c.start[1]], prefix, c.string[len(prefix):].strip()
+
+    out, i = [], 0
+    while i < len(lines):
+        line, comment = lines[i], comments.get(i)
+        if comment is None:
+            out.append(line)
+            i += 1
+            continue
+        alone = own_line(i)
+        if alone:  # a paragraph: this comment line and those after it with the same indent and prefix
+            j = i + 1
+            while j < len(lines) and own_line(j) and own_line(j)[:2] == alone[:2] and own_line(j)[2]:
+                j += 1
+            if max(len(x) for x in lines[i:j]) > limit and alone[2]:
+                indent, prefix = alone[:2]
+                text = " ".join(own_line(k)[2] for k in range(i, j))
+                width = max(limit - len(indent) - len(prefix), 30)
+                out += [indent + prefix + part for part in textwrap.wrap(text, width, break_on_hyphens=False)]
+            else:
+                out += lines[i:j]
+            i = j
+            continue
+        if len(line) > limit:  # a trailing comment: on its own line(s) above the code
+            indent = re.match(r"[ \t]*", line).group(0)
+            width = max(limit - len(indent) - 2, 30)
+            text = comment.string.lstrip("#").strip()
+            out += [indent + "# " + part for part in textwrap.wrap(text, width, break_on_hyphens=False)]
+            out.append(line[:comment.start[1]].rstrip())
+        else:
+            out.append(line)
+        i += 1
+    return "\n".join(out)
+
+
 def formatted(paths: list[Path], root: Path = ROOT) -> dict[Path, list[str]]:
-    """{lesson text file: its code cells' sources, formatted by ruff}, one ruff run for all of them."""
+    """{lesson text file: its code cells' sources, formatted}, one ruff run for all of them.
+
+    The setup cell is left as it is: its text is ``tools.retarget.setup_cell()``, the same in every
+    lesson (``tests/test_colab_setup.py``), and the website folds it.
+    """
     with tempfile.TemporaryDirectory() as tmp:
-        copies = {}
+        copies, setup = {}, {}
         for path in paths:
             nb = jupytext.read(path)
             nb.cells = [c for c in nb.cells if c.cell_type == "code"]
+            setup[path] = {i: c.source for i, c in enumerate(nb.cells) if SETUP_CELL in c.source}
+            for cell in nb.cells:
+                cell.source = comments_on_their_own_lines(cell.source)
             copies[path] = Path(tmp) / f"{path.stem}.ipynb"
             nbformat.write(nb, copies[path])
         done = _ruff(["format", "--quiet", *map(str, copies.values())], root)
         if done.returncode:
             raise RuntimeError(f"ruff format failed:\n{done.stdout}{done.stderr}")
-        return {path: [c.source for c in nbformat.read(copy, 4).cells] for path, copy in copies.items()}
+        result = {}
+        for path, copy in copies.items():
+            sources = [c.source for c in nbformat.read(copy, 4).cells]
+            result[path] = [setup[path].get(i, source) for i, source in enumerate(sources)]
+        return result
+
+
+def long_code_lines(sources: list[str], limit: int = LINE_LENGTH) -> list[str]:
+    """The lines longer than ``limit`` characters, outside the setup cell."""
+    return long_lines([s for s in sources if SETUP_CELL not in s], limit)
 
 
 def long_lines(sources: list[str], limit: int = LINE_LENGTH) -> list[str]:
@@ -80,7 +159,7 @@ def format_lessons(lessons=(), root: Path = ROOT, check: bool = False) -> tuple[
     """Format the lessons' code (with ``check``, only look): (the lessons that changed, the lines still too long)."""
     changed, too_long = [], []
     for path, sources in formatted(lesson_sources(root, lessons), root).items():
-        too_long += long_lines(sources)
+        too_long += long_code_lines(sources)
         nb = jupytext.read(path)
         if not _replace_code(nb, sources):
             continue
