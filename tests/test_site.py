@@ -81,8 +81,10 @@ INSPECT_JS = r"""async () => {
                     ...[...main.querySelectorAll('progress, .widget-hprogress')].map(() => '<progress> bar')];
   const errors = [...main.querySelectorAll('.output.traceback, .output.stderr, .output.error')].map(short);
   // blocks a reader would have to scroll sideways (the page itself is checked at phone width)
-  const wide = [...main.querySelectorAll('pre, .cell_output, table, mjx-container[display="true"]')].filter(
-    e => e.scrollWidth > e.clientWidth + 1).map(e => `${e.tagName.toLowerCase()} ${e.scrollWidth - e.clientWidth} px too wide: ${short(e)}`);
+  // (a block that scrolls: a scroll container, or an element that lets its content spill out)
+  const wide = [...main.querySelectorAll('*')].filter(e => e.scrollWidth > e.clientWidth + 1 && e.clientWidth > 0 &&
+    (['auto', 'scroll'].includes(getComputedStyle(e).overflowX) || ['PRE', 'TABLE'].includes(e.tagName))).map(
+    e => `${e.tagName.toLowerCase()} ${e.scrollWidth - e.clientWidth} px too wide: ${short(e)}`);
   const pre = main.querySelector('.cell_input pre');
   let codeColumn = null;
   if (pre) {
