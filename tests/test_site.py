@@ -338,6 +338,9 @@ def test_lesson_page_has_launch_links_exercises_and_figures(stem, site):
         buttons = re.findall(r'<a class="course-button reference [^"]*"[^>]*href="([^"]+)"', box)
         assert len(buttons) == 3 and buttons[0].endswith(f"/{stem}.ipynb"), buttons
         assert buttons[1:] == [colab_url(exercise_nb), binder_url(exercise_nb).replace("&", "&amp;")], buttons
+    folded = re.findall(r'<details class="[^"]*\bhide\b[^"]*">(.*?)</details>', page, re.S)
+    assert any("fetch_course" in f for f in folded) and page.count("fetch_course") == sum(f.count("fetch_course") for f in folded), \
+        "the setup cell should be folded (a closed <details>), its code shown nowhere else"
     stored = sum(1 for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {}))
     shown = len(re.findall(r'<img[^>]+src="\.\./_images/', page))
     assert shown >= stored, f"{stored} figures stored in the notebook, {shown} on the page"
