@@ -21,9 +21,11 @@ language = "en"
 extensions = ["myst_nb", "sphinx.ext.mathjax", "sphinx-mathjax-offline"]
 nb_execution_mode = "off"  # render the outputs stored by tools.build_solutions; never execute
 nb_merge_streams = True
-myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence"]
+nb_render_markdown_format = "myst"  # markdown outputs (lesson 04's Table 1) with tables and maths, as in JupyterLab
+myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "attrs_inline"]  # attrs: {.course-button}
 myst_heading_anchors = 3
-exclude_patterns = ["notebooks/**", "course_map.md", "_build", "**.ipynb_checkpoints"]  # course_map: included in index
+# the landing page's generated parts (tools/build_site.py) are included in it, not pages of their own
+exclude_patterns = ["notebooks/**", "course_map.md", "start.md", "how_to_run.md", "_build", "**.ipynb_checkpoints"]
 suppress_warnings = ["mystnb.unknown_mime_type"]
 
 html_theme = "sphinx_book_theme"

@@ -211,9 +211,11 @@ utils.claim(bool((weights[~mask] == 0).all()) and torch.allclose(context, contex
 # cell together with the previous token, and finally reads both the new state and the context
 # to score the next token:
 #
-# $$c_i, \alpha_{i\cdot} = \mathrm{attention}(s_{i-1},\ h_{1..S}), \qquad
-# s_i = \mathrm{LSTMCell}\big([\mathrm{emb}(y_{i-1});\ c_i],\ s_{i-1}\big), \qquad
-# \mathrm{logits}_i = W_{out}\,[s_i;\ c_i] + b_{out}.$$
+# $$\begin{aligned}
+# c_i,\ \alpha_{i\cdot} &= \mathrm{attention}(s_{i-1},\ h_{1..S}),\\
+# s_i &= \mathrm{LSTMCell}\big([\mathrm{emb}(y_{i-1});\ c_i],\ s_{i-1}\big),\\
+# \mathrm{logits}_i &= W_{out}\,[s_i;\ c_i] + b_{out}.
+# \end{aligned}$$
 #
 # $[a; b]$ is concatenation. Here $s$ is the LSTM's *hidden* state $h$ (the first item of its
 # state pair), not its cell state. The decoder starts from the encoder's final state, as in

@@ -97,6 +97,7 @@ import torch.nn.functional as F
 from utils import cost
 from utils.attention import SelfAttention, scaled_dot_product_attention
 from utils.plots import PALETTE
+from utils.progress import progress
 
 def plain_log_ticks(ax, xticks=None, yticks=None):
     """Write a log axis's ticks as 0.5, 1, 1000 rather than 5x10^-1, 10^0, 10^3."""
@@ -283,13 +284,14 @@ REPEATS, TRIALS = utils.budget(7, 3), utils.budget(3, 1)
 # NBVAL_IGNORE_OUTPUT
 slopes = {name: [] for name in layers}
 times = {}
+runs = progress([(trial, name) for trial in range(TRIALS) for name in layers], "timing")
 with cost.single_thread():
-    for trial in range(TRIALS):
-        for name, layer in layers.items():
-            t = cost.time_layers({name: layer.to(DEVICE)}, lengths[name], D_TIME, repeats=REPEATS,
-                                 device=DEVICE, desc=f"{name}, trial {trial + 1}")[name]
-            slopes[name].append(cost.loglog_slope(lengths[name], t))
-            times[name] = [min(a, b) for a, b in zip(times.get(name, t), t)]  # best over trials
+    for trial, name in runs:
+        t = cost.time_layers({name: layers[name].to(DEVICE)}, lengths[name], D_TIME, repeats=REPEATS,
+                             device=DEVICE, desc=None)[name]
+        slopes[name].append(cost.loglog_slope(lengths[name], t))
+        times[name] = [min(a, b) for a, b in zip(times.get(name, t), t)]  # best over trials
+runs.finish(f"timed {len(layers)} layers in {TRIALS} trials, best of {REPEATS} runs each")
 slope = {name: float(np.median(s)) for name, s in slopes.items()}
 for name in layers:
     cells = "  ".join(f"n={n}: {utils.fmt_time(t)}" for n, t in zip(lengths[name], times[name]))
@@ -340,19 +342,22 @@ plt.tight_layout()
 # NBVAL_IGNORE_OUTPUT
 WIDTHS, CROSS_LENGTHS, TOKENS = [32, 64, 128], [16, 32, 64, 128, 256, 512, 1024], 2048
 grid, ratio_slope, measured_n_star = {}, {}, {}
+runs = progress(total=len(WIDTHS) * len(CROSS_LENGTHS), desc="timing")
 with cost.single_thread():
     for d in WIDTHS:
         torch.manual_seed(d)
         pair = {"self-attention": SelfAttention(d), "LSTM": nn.LSTM(d, d, batch_first=True)}
         grid[d] = {name: [] for name in pair}
         for n in CROSS_LENGTHS:  # TOKENS // n sequences of length n: the same number of tokens at every n
-            t = cost.time_layers(pair, [n], d, batch=TOKENS // n, repeats=utils.budget(5, 2), desc=f"d = {d}, n = {n}")
+            t = cost.time_layers(pair, [n], d, batch=TOKENS // n, repeats=utils.budget(5, 2), desc=None)
+            runs.update()
             for name in pair:
                 grid[d][name].append(t[name][0])
         # time(attention) / time(LSTM) ~ (n / n*)^p: fitted through all lengths, robust to one noisy point
         ratio_slope[d], measured_n_star[d] = cost.ratio_crossover(CROSS_LENGTHS, grid[d]["self-attention"], grid[d]["LSTM"])
         print(f"d = {d:>3}: attention becomes slower than the LSTM at n = {utils.measured(measured_n_star[d], '.0f')} "
               f"({utils.measured(measured_n_star[d] / d, '.1f')} d; the FLOP counts say {count_crossover(d) / d:.1f} d)")
+runs.finish(f"timed {len(WIDTHS)} widths at {len(CROSS_LENGTHS)} lengths")
 
 utils.claim(all(CROSS_LENGTHS[0] < measured_n_star[d] < CROSS_LENGTHS[-1] for d in WIDTHS),
             "for every width there is a crossover: attention is faster on short sequences, slower on long ones")

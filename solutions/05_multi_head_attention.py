@@ -109,8 +109,10 @@ from utils.training import count_parameters, train
 # keys and values $h$ times, with different learned matrices, into $h$ lower-dimensional
 # subspaces, attends in each, concatenates the results and projects them back:
 #
-# $$\mathrm{MultiHead}(Q, K, V) = \mathrm{Concat}(\mathrm{head}_1, \dots, \mathrm{head}_h)\, W^O,
-# \qquad \mathrm{head}_i = \mathrm{Attention}(Q W_i^Q,\ K W_i^K,\ V W_i^V),$$
+# $$\begin{aligned}
+# \mathrm{MultiHead}(Q, K, V) &= \mathrm{Concat}(\mathrm{head}_1, \dots, \mathrm{head}_h)\, W^O,\\
+# \mathrm{head}_i &= \mathrm{Attention}(Q W_i^Q,\ K W_i^K,\ V W_i^V),
+# \end{aligned}$$
 #
 # with $W_i^Q, W_i^K, W_i^V \in \mathbb{R}^{d_{model} \times d_k}$, $W^O \in \mathbb{R}^{h d_k \times d_{model}}$
 # and $d_k = d_{model} / h$. Each head has its own softmax, so each can look somewhere else: the

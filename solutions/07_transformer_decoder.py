@@ -116,9 +116,11 @@ from utils.transformer import FeedForward, Transformer, copy_into_torch_decoder_
 # Each sublayer sits in a residual connection with a LayerNorm. The course uses **pre-LN**
 # (the norm inside the residual branch), which trains stably without a learning-rate warm-up:
 #
-# $$h_1 = x + \mathrm{SelfAttn}\big(\mathrm{LN}_1(x);\ \text{causal}\big),\qquad
-#   h_2 = h_1 + \mathrm{CrossAttn}\big(Q=\mathrm{LN}_2(h_1),\ K=V=m\big),\qquad
-#   y = h_2 + \mathrm{FFN}\big(\mathrm{LN}_3(h_2)\big).$$
+# $$\begin{aligned}
+# h_1 &= x + \mathrm{SelfAttn}\big(\mathrm{LN}_1(x);\ \text{causal}\big),\\
+# h_2 &= h_1 + \mathrm{CrossAttn}\big(Q=\mathrm{LN}_2(h_1),\ K=V=m\big),\\
+# y &= h_2 + \mathrm{FFN}\big(\mathrm{LN}_3(h_2)\big).
+# \end{aligned}$$
 #
 # *Where the course deviates from the paper:* "Attention Is All You Need" uses **post-LN**,
 # $h_1 = \mathrm{LN}_1(x + \mathrm{SelfAttn}(x))$ and so on, with a learning-rate warm-up. Both

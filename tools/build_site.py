@@ -13,14 +13,20 @@ on the way, per lesson:
 
 * the Colab and Binder badges keep their links (to the exercise notebook, in ``notebooks/``) and
   get local images, so that the site needs no network;
+* readers see the lesson, not its machinery: the authoring markers (``### BEGIN SOLUTION``,
+  ``### END SOLUTION``, ``# NBVAL_...``) are taken out of the code, and the setup cell (found by
+  its ``def fetch_course``) is folded;
 * each exercise (a cell with a ``### BEGIN SOLUTION`` region) is announced by a box that names
-  it (its ``utils.check`` id) and links to the exercise notebook (a download from the site, and
-  Colab);
-* a widget, which needs a kernel, is shown as it was when the notebook was built (its
-  progress bar, or the output of an interactive view) with a note on where to move its controls.
+  it (its ``utils.check`` id) and has three buttons: download the exercise notebook, open it in
+  Colab, open it on Binder;
+* a widget, which needs a kernel, is shown as it was when the notebook was built (the output of
+  an interactive view) with a note on where to move its controls; a hidden widget (a finished
+  progress bar of an older build) is not shown, as in JupyterLab.
 
-The landing page's course map is generated from the lessons' titles and "Why this lesson" lines.
-MathJax comes from the ``sphinx-mathjax-offline`` package, so maths renders offline too.
+The landing page's course map is generated from the lessons found in ``solutions/`` (a new
+lesson appears when its notebook lands), each with its question and what you build from the
+README's lesson table (else the lesson's "Why this lesson" line). MathJax comes from the
+``sphinx-mathjax-offline`` package, so maths renders offline too.
 """
 from __future__ import annotations
 
@@ -44,6 +50,11 @@ SITE = ROOT / "site"
 DEFAULT_OUT = ROOT / "_build" / "site"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+# Lines only the authoring tools need: nbgrader's solution markers and nbval's cell markers.
+MARKER_LINE = re.compile(r"^[ \t]*(?:### (?:BEGIN|END) SOLUTION|# NBVAL_[A-Z_]+)\b[^\n]*(?:\n|$)", re.M)
+SETUP_CELL = "def fetch_course"  # the setup cell that every lesson opens with (tools.retarget.setup_cell)
+# A row of the README's lesson table: | 01 | [`01_name`](notebooks/01_name.ipynb) | question | you build |
+README_ROW = re.compile(r"^\|\s*\d\d\s*\|\s*\[`(\d\d_\w+)`\]\([^)]*\)\s*\|\s*(.+?)\s*\|\s*(.+?)\s*\|\s*$", re.M)
 BADGES = {"https://colab.research.google.com/assets/colab-badge.svg": "colab-badge.svg",
           "https://mybinder.org/badge_logo.svg": "binder-badge.svg"}
 
@@ -59,6 +70,18 @@ def lesson_info(nb) -> dict:
     why = re.search(r"\*\*Why this lesson:\*\*\s*(.+?)(?:\n\n|$)", first, re.S)
     sentence = re.split(r"(?<=[.!?])\s", " ".join(why.group(1).split()))[0] if why else ""
     return {"title": title, "short": re.sub(r"^Lesson \d+\s*·\s*", "", title), "why": sentence}
+
+
+def readme_lessons(root: Path = ROOT) -> dict:
+    """{stem: {"question": ..., "build": ...}} from the README's lesson table (the course's one list of them)."""
+    readme = root / "README.md"
+    text = readme.read_text() if readme.is_file() else ""
+    return {m.group(1): {"question": m.group(2), "build": m.group(3)} for m in README_ROW.finditer(text)}
+
+
+def strip_markers(source: str) -> str:
+    """A code cell's source without the lines only the authoring tools read (see :data:`MARKER_LINE`)."""
+    return MARKER_LINE.sub("", source)
 
 
 # --------------------------------------------------------------------------------------------
@@ -79,6 +102,9 @@ def static_widget(model_id: str, state: dict, lesson: str) -> list:
     model = state.get(model_id)
     if model is None:
         return [_note("It is shown here when the notebook runs.", lesson)]
+    layout = _model(state, model.get("state", {}).get("layout", ""))
+    if layout.get("state", {}).get("visibility") == "hidden" or layout.get("state", {}).get("display") == "none":
+        return []  # hidden (a closed progress bar): JupyterLab shows nothing either
     name, children = model.get("model_name", ""), model.get("state", {}).get("children", [])
     kids = [_model(state, c) for c in children]
     names = [k.get("model_name", "") for k in kids]
@@ -125,9 +151,10 @@ def exercise_box(exercise: str, lesson: str) -> nbformat.NotebookNode:
     return nbformat.v4.new_markdown_cell(
         f":::{{admonition}} Exercise {exercise}: your turn, in the exercise notebook\n:class: course-exercise\n"
         f"The next cell is the reference solution. In the exercise notebook it is a skeleton for you to "
-        f"fill in, checked by `utils.check(\"{exercise}\", ...)`: "
-        f"{{download}}`download the exercise notebook <../{ipynb}>` or "
-        f"[open it in Colab]({colab_url(ipynb)}).\n:::")
+        f"fill in, checked by `utils.check(\"{exercise}\", ...)`.\n\n"
+        f"[Download the notebook](path:../{ipynb}){{.course-button}} "
+        f"[Open in Colab]({colab_url(ipynb)}){{.course-button}} "
+        f"[Open on Binder]({binder_url(ipynb)}){{.course-button}}\n:::")
 
 
 def site_notebook(nb, lesson: str) -> nbformat.NotebookNode:
@@ -142,6 +169,8 @@ def site_notebook(nb, lesson: str) -> nbformat.NotebookNode:
             for remote, local in BADGES.items():
                 cell.source = cell.source.replace(remote, f"../badges/{local}")
         elif cell.cell_type == "code":
+            if SETUP_CELL in cell.source:
+                cell.metadata["tags"] = [*cell.metadata.get("tags", []), "hide-cell"]  # folded: machinery
             if has_solution(cell.source):
                 later = code[code.index(cell) + 1:]
                 exercise = next((CHECK_CALL.findall(c.source)[0] for c in later if CHECK_CALL.search(c.source)), None)
@@ -152,20 +181,44 @@ def site_notebook(nb, lesson: str) -> nbformat.NotebookNode:
                 view = out.get("data", {}).get(WIDGET_VIEW)
                 outputs.extend(static_widget(view["model_id"], state, lesson) if view else [out])
             cell.outputs = outputs
+            cell.source = strip_markers(cell.source)
         cells.append(cell)
     nb.cells = cells
     return nb
 
 
 def course_map(infos: list[dict]) -> str:
-    """The landing page's table of lessons (MyST markdown)."""
-    rows = ["| | lesson | why | exercises | open |", "|---|---|---|---|---|"]
+    """The landing page's course map (MyST markdown): a card per lesson, its question, what you build, links."""
+    cards = ["::::{container} course-map"]
     for info in infos:
-        stem = info["stem"]
-        ipynb = f"notebooks/{stem}.ipynb"
-        rows.append(f"| {stem[:2]} | [{info['short']}](lessons/{stem}.ipynb) | {info['why']} | "
-                    f"{info['exercises']} | [Colab]({colab_url(ipynb)}) · [Binder]({binder_url(ipynb)}) |")
-    return "\n".join(rows) + "\n"
+        stem, ipynb = info["stem"], f"notebooks/{info['stem']}.ipynb"
+        exercises = f"{info['exercises']} exercise{'s' * (info['exercises'] != 1)}"
+        cards += [":::{container} course-card",
+                  f"**[{stem[:2]} · {info['short']}](lessons/{stem}.ipynb)**\n",
+                  f"*{info['question']}*\n",
+                  *([f"**You build:** {info['build']}\n"] if info["build"] else []),
+                  f"{exercises} · [Colab]({colab_url(ipynb)}) · [Binder]({binder_url(ipynb)})",
+                  ":::"]
+    return "\n".join(cards + ["::::"]) + "\n"
+
+
+def start_button(infos: list[dict]) -> str:
+    """The landing page's one call to action: the first lesson (MyST markdown)."""
+    first = infos[0]["stem"]
+    return f"[Start with lesson {first[:2]} →](lessons/{first}.ipynb){{.course-start}}\n"
+
+
+def how_to_run(infos: list[dict]) -> str:
+    """Colab, Binder, your machine: where the exercise notebooks run (MyST markdown)."""
+    first = f"notebooks/{infos[0]['stem']}.ipynb"
+    return (f"* **Colab**, nothing to install: open a lesson from its card above, or "
+            f"[lesson {infos[0]['stem'][:2]} in Colab]({colab_url(first)}). Its first cell fetches the course's "
+            f"code and uses Colab's own PyTorch.\n"
+            f"* **Binder**, nothing to install: [the exercise notebooks in JupyterLab]({binder_url('notebooks')}), "
+            f"with the course's environment (the first start takes a few minutes).\n"
+            f"* **Your machine**, Python 3.11: `git clone https://github.com/{REPO}`, then, in its folder, "
+            f"`pip install -r requirements.txt && jupyter lab notebooks/`. Nothing is downloaded while a "
+            f"lesson runs: all data is generated from a seed.\n")
 
 
 def layout(src: Path, root: Path = ROOT) -> list[dict]:
@@ -175,14 +228,18 @@ def layout(src: Path, root: Path = ROOT) -> list[dict]:
     shutil.copytree(SITE, src, ignore=shutil.ignore_patterns("conf.py", "_static", "__pycache__"))
     (src / "lessons").mkdir()
     (src / "notebooks").mkdir()
-    infos = []
+    infos, table = [], readme_lessons(root)
     for path in lessons(root):
         nb = nbformat.read(path, as_version=4)
         nbformat.write(site_notebook(nb, path.stem), src / "lessons" / path.name)
         shutil.copy2(root / "notebooks" / path.name, src / "notebooks" / path.name)
         exercises = sorted(set(CHECK_CALL.findall("\n".join(c.source for c in nb.cells if c.cell_type == "code"))))
-        infos.append({"stem": path.stem, **lesson_info(nb), "exercises": len(exercises)})
+        info = {"stem": path.stem, **lesson_info(nb), "exercises": len(exercises)}
+        row = table.get(path.stem, {})
+        infos.append({**info, "question": row.get("question", info["why"]), "build": row.get("build", "")})
     (src / "course_map.md").write_text(course_map(infos))
+    (src / "start.md").write_text(start_button(infos))
+    (src / "how_to_run.md").write_text(how_to_run(infos))
     return infos
 
 

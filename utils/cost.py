@@ -24,7 +24,9 @@ import time
 import numpy as np
 import torch
 import torch.nn as nn
-from tqdm.auto import tqdm
+
+from utils.progress import progress
+from utils.runtime import fmt_time
 
 BYTES_PER_FLOAT = 4
 
@@ -127,10 +129,11 @@ def best_times(fns, repeats: int = 7, *, clock=time.perf_counter, warmup: bool =
     ``warmup=True`` runs each once first, untimed (allocations, kernel selection). ``clock`` is
     ``time.perf_counter`` (wall clock) or ``time.thread_time`` (this thread's CPU time: right
     inside :func:`single_thread`, wrong when PyTorch works on several threads). ``desc``: show a
-    progress bar over the rounds (the warm-up is round 0).
+    progress bar over the rounds (the warm-up is round 0), which becomes one line when done.
     """
-    rounds = tqdm(range(repeats + warmup), desc=desc, leave=False) if desc else range(repeats + warmup)
+    rounds = progress(range(repeats + warmup), desc) if desc else range(repeats + warmup)
     times = [[] for _ in fns]
+    started = time.perf_counter()
     for r in rounds:
         if warmup and r == 0:  # the first round is a warm-up: allocations, kernel selection
             for fn in fns:
@@ -140,6 +143,8 @@ def best_times(fns, repeats: int = 7, *, clock=time.perf_counter, warmup: bool =
             start = clock()
             fn()
             runs.append(clock() - start)
+    if desc:
+        rounds.finish(f"{desc}: best of {repeats} runs of {len(fns)} ({fmt_time(time.perf_counter() - started)})")
     return [min(runs) for runs in times]
 
 

@@ -281,11 +281,10 @@ def train_lm(model: nn.Module, get_batch, *, steps: int, lr: float = 3e-3, warmu
              seed: int = 0, desc: str = "training", loss_fn=None, clip: float = 1.0):
     """Train a language model on ``get_batch(generator) -> tokens (B, T)`` with AdamW and :func:`learning_rate`.
 
-    Shows a progress bar with the loss; returns a :class:`utils.training.History` (loss in nats per step).
+    Shows a progress bar with the loss (one summary line when done); returns a :class:`utils.training.History` (loss in nats per step).
     ``loss_fn(logits, tokens)`` defaults to :func:`next_token_loss`.
     """
-    from tqdm.auto import tqdm
-
+    from utils.progress import progress
     from utils.training import History
 
     loss_fn = loss_fn or next_token_loss
@@ -294,7 +293,7 @@ def train_lm(model: nn.Module, get_batch, *, steps: int, lr: float = 3e-3, warmu
     history = History()
     model.train()
     start = time.perf_counter()
-    bar = tqdm(range(steps), desc=desc, leave=False, mininterval=0.5)
+    bar = progress(range(steps), desc)
     for step in bar:
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, steps, lr, warmup, schedule)
@@ -310,11 +309,10 @@ def train_lm(model: nn.Module, get_batch, *, steps: int, lr: float = 3e-3, warmu
         history.losses.append(loss.item())
         if step % 25 == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}")
-    bar.close()
     history.seconds = time.perf_counter() - start
     model.eval()
-    print(f"{desc}: {steps} steps, final loss {measured(history.final_loss, '.3f')} nats "
-          f"({measured(history.final_loss / math.log(2), '.2f')} bits) per token")
+    bar.finish(f"{desc}: {steps} steps, final loss {measured(history.final_loss, '.3f')} nats "
+               f"({measured(history.final_loss / math.log(2), '.2f')} bits) per token")
     return history
 
 

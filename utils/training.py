@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from utils.data import EOS, PAD
+from utils.progress import progress
 from utils.runtime import device as default_device, fmt_time, measured
 
 
@@ -40,6 +40,8 @@ def train(model: nn.Module, task, *, steps: int, batch_size: int = 64, lr: float
           loss_fn=sequence_loss) -> History:
     """Train ``model`` on fresh batches of ``task`` with Adam, showing a progress bar and the loss.
 
+    When it ends, the bar becomes one line: steps, final loss and time (:mod:`utils.progress`).
+
     The batches come from their own generator seeded with ``seed``: the same call gives the
     same model, whatever ran before it.
     """
@@ -49,7 +51,7 @@ def train(model: nn.Module, task, *, steps: int, batch_size: int = 64, lr: float
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     history = History()
     start = time.perf_counter()
-    bar = tqdm(range(steps), desc=desc, leave=False, mininterval=0.5)
+    bar = progress(range(steps), desc)
     for step in bar:
         batch = task.sample(batch_size, generator).to(device)
         logits = model(batch.src, batch.src_lengths, batch.tgt)  # (B, T, V)
@@ -64,10 +66,9 @@ def train(model: nn.Module, task, *, steps: int, batch_size: int = 64, lr: float
         history.losses.append(loss.item())
         if step % 25 == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}")
-    bar.close()
     history.seconds = time.perf_counter() - start
     model.eval()
-    print(f"{desc}: {steps} steps, final loss {measured(history.final_loss, '.3f')} ({fmt_time(history.seconds)})")
+    bar.finish(f"{desc}: {steps} steps, final loss {measured(history.final_loss, '.3f')} ({fmt_time(history.seconds)})")
     return history
 
 
