@@ -127,23 +127,23 @@ def environment(stack: str, fresh: bool = False, log=print) -> Path:
     venv = CACHE / stack
     wanted = "\n".join(requirements(stack)) + "\n"
     marker = venv / "compat-requirements.txt"
+    python = venv / "bin" / "python"
     if not fresh and marker.exists() and marker.read_text() == wanted:
         log(f"[{stack}] reusing {venv}")
-        return venv
-    if venv.exists():
-        shutil.rmtree(venv)
-    log(f"[{stack}] creating {venv} and installing: {' '.join(requirements(stack))}")
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    python = venv / "bin" / "python"
-    env = {**os.environ, "PIP_CACHE_DIR": str(CACHE / "pip-cache"), "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
-    start = time.perf_counter()
-    subprocess.run([str(python), "-m", "pip", "install", "--quiet", *requirements(stack), "ipykernel"],
-                   check=True, env=env)
-    log(f"[{stack}] installed in {time.perf_counter() - start:.0f} s")
+    else:
+        if venv.exists():
+            shutil.rmtree(venv)
+        log(f"[{stack}] creating {venv} and installing: {' '.join(requirements(stack))}")
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        env = {**os.environ, "PIP_CACHE_DIR": str(CACHE / "pip-cache"), "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+        start = time.perf_counter()
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", *requirements(stack), "ipykernel"],
+                       check=True, env=env)
+        log(f"[{stack}] installed in {time.perf_counter() - start:.0f} s")
     spec = venv / "share" / "jupyter" / "kernels" / KERNEL
     spec.mkdir(parents=True, exist_ok=True)
     (spec / "kernel.json").write_text(json.dumps({
-        "argv": [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "argv": [str(python), "-Xfrozen_modules=off", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
         "display_name": f"Python ({stack} stack)", "language": "python"}, indent=1))
     marker.write_text(wanted)
     return venv
@@ -183,6 +183,10 @@ def summarize(nb, quick: bool) -> dict:
             texts.append(out.get("text", "") + str(out.get("data", {}).get("text/plain", "")))
     text = "\n".join(texts)
     found = {"claims": text.count("✔ claim holds"), "claims_not_asserted": text.count("claim not asserted")}
+    lines = text.splitlines()
+    if "The course supports " in text:  # the setup cell's version check spoke (utils/versions.py)
+        at = next(i for i, line in enumerate(lines) if line.startswith("The course supports "))
+        found["version_check"] = " ".join(lines[at + 1:at + 3])[:300]
     errors = [o for c in nb.cells if "raises-exception" not in c.get("metadata", {}).get("tags", [])
               for o in c.get("outputs", []) if o.get("output_type") == "error"]
     if errors:
@@ -204,6 +208,7 @@ def run_inside(out: Path, selected, kinds, device: str | None) -> None:
                                                   os.environ.get("JUPYTER_PATH", "")])
     os.environ.pop("PYTHONPATH", None)
     os.environ["OMP_NUM_THREADS"] = "1"  # as tools/build_solutions.py and the tests: one thread
+    os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")  # older ipykernels' debugger warns at each start
     if device:
         os.environ["COURSE_DEVICE"] = device
     else:
@@ -225,6 +230,8 @@ def run_inside(out: Path, selected, kinds, device: str | None) -> None:
         raise SystemExit(f"the kernel ran {result['executable']}, not this environment's Python {sys.executable}")
     if device and device.startswith("cuda") and not result["cuda_available"]:
         raise SystemExit("--device cuda, but PyTorch sees no GPU in this environment")
+    runs = CACHE / "runs" / Path(sys.prefix).name  # the executed notebooks, to read what went wrong
+    runs.mkdir(parents=True, exist_ok=True)
     for lesson in lessons(selected):
         row = result["lessons"].setdefault(lesson, {})
         for kind, folder, quick in (("solution", ROOT / "solutions", False), ("notebook", ROOT / "notebooks", True)):
@@ -236,13 +243,12 @@ def run_inside(out: Path, selected, kinds, device: str | None) -> None:
             start = time.perf_counter()
             try:
                 execute(nb, folder, quick)
+                found = summarize(nb, quick)
             except CellExecutionError:
-                pass  # the error is in the cell's outputs: summarize() reports it
+                found = summarize(nb, quick)  # the error is in the cell's outputs
             except Exception as err:  # noqa: BLE001 -- a timeout or a dead kernel: record it, go on
-                row[kind] = {"ok": False, "seconds": round(time.perf_counter() - start, 1),
-                             "error": f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"[:300]}
-                continue
-            found = summarize(nb, quick)
+                found = {"claims": 0, "error": f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"[:300]}
+            nbformat.write(nb, runs / f"{kind}-{path.name}")
             row[kind] = {"ok": "error" not in found, "seconds": round(time.perf_counter() - start, 1), **found}
             print(f"    {'passed' if row[kind]['ok'] else 'FAILED: ' + row[kind]['error']} "
                   f"in {row[kind]['seconds']:.0f} s, {found['claims']} claims held", flush=True)
@@ -375,13 +381,15 @@ def render(data: dict) -> str:
                       f"* Python {rec['python']}; torch's CUDA build: {rec['torch_cuda'] or 'none (CPU build)'}; "
                       f"ran on: {rec['device'].upper()}; CPU kernels: {rec['cpu_capability']}"
                       + (f"; load average {rec['load'][0]:.1f} before, {rec['load'][1]:.1f} after" if None not in rec["load"] else ""),
-                      "* versions the kernel imported: " + ", ".join(f"{n} {v}" for n, v in rec["versions"].items() if v),
+                      "* versions the kernel imported: " + ", ".join(
+                          f"{n} {rec['versions'][n]}" for n in sorted(rec["versions"], key=_order) if rec["versions"][n]),
                       "", "| lesson | solution (full) | claims held | exercise notebook (quick) | problem |",
                       "|---|---|---|---|---|"]
             for lesson, row in rec["lessons"].items():
                 sol, ex = row.get("solution"), row.get("notebook")
                 problem = "; ".join(f"{kind}: {r['error']}" for kind, r in (("solution", sol), ("notebook", ex))
-                                    if r and r.get("error")).replace("|", "\\|")
+                                    if r and r.get("error"))
+                problem = " ".join(problem.split()).replace("|", "\\|")  # one line of a table
                 lines.append(f"| {lesson} | {_mark(sol)} | {sol.get('claims', '') if sol else ''} | {_mark(ex)} | {problem} |")
     cuda = [key for key, rec in records if rec["device"] != "cpu"]
     status = (f"CUDA runs recorded: {', '.join(cuda)} (above)." if cuda else
@@ -389,6 +397,11 @@ def render(data: dict) -> str:
               "this tool.")
     lines += ["", SOURCES.rstrip(), "", CUDA.format(status=status).rstrip(), ""]
     return "\n".join(lines)
+
+
+def _order(name: str):
+    known = (*LIBRARIES, *DRIVER)
+    return (known.index(name) if name in known else len(known), name)
 
 
 def _mark(row) -> str:
