@@ -41,6 +41,7 @@
 # %% cellView="form" jupyter={"source_hidden": true}
 # @title Setup: the course's code and a check of your library versions (click to show)
 # Runs unchanged locally, on Binder and on Colab. Folded by its cell metadata (tools/make_exercises.py).
+import importlib.util
 import os
 import runpy
 import subprocess
@@ -78,8 +79,9 @@ if "google.colab" in sys.modules:  # Colab: fetch the course's code; install not
     sys.path.insert(0, fetch_course())
 else:
     sys.path.insert(0, os.path.abspath(".."))  # the repository root, for `import utils`
-# Before anything can fail: say if a library is outside the versions the course supports (utils/versions.py).
-runpy.run_path(os.path.join(sys.path[0], "utils", "versions.py"))["check_versions"]()
+course = importlib.util.find_spec("utils")  # where `import utils` will look (finding it imports nothing)
+if course:  # before anything can fail: say if a library is outside the versions the course supports
+    runpy.run_path(os.path.join(os.path.dirname(course.origin), "versions.py"))["check_versions"]()
 
 import utils
 

@@ -3,7 +3,10 @@ local repository (git's ``url.<base>.insteadOf``), so the cell's real ``git clon
 
 It must fetch the course at the notebook's branch or tag (else the default branch, with a warning),
 use the clone's ``utils``, install nothing (``pip`` is a trap on the PATH), reuse an earlier clone,
-and fail with a message that says what to do, never later with ``ModuleNotFoundError: utils``.
+and fail with a message that says what to do, never later with ``ModuleNotFoundError: utils``. On a
+Colab whose libraries lie outside utils/versions.py's range (faked by package metadata put first on
+``sys.path``), it must say what will not work and what to do, before anything fails. In both stored
+notebooks it opens folded under its one-line title.
 """
 import json
 import os

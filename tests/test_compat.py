@@ -111,7 +111,8 @@ def _nb(*outputs, tags=()):
 
 def test_summarize_counts_claims_and_reports_errors():
     stream = lambda text: {"output_type": "stream", "name": "stdout", "text": text}
-    error = {"output_type": "error", "ename": "AssertionError", "evalue": "The lesson claims: x", "traceback": []}
+    error = {"output_type": "error", "ename": "AssertionError", "traceback": [],
+             "evalue": "The lesson claims: x\nThis run uses your code for exercise 04.1."}  # utils.claim's note: left out
     assert compat.summarize(_nb(stream("✔ claim holds: a\n✔ claim holds: b\n")), quick=False) == {
         "claims": 2, "claims_not_asserted": 0}
     assert compat.summarize(_nb(stream("✔ claim holds: a\n"), error), quick=False)["error"] == "AssertionError: The lesson claims: x"
@@ -173,3 +174,29 @@ def test_the_stored_record_and_its_page_agree():
             for kind, result in row.items():
                 if kind in ("solution", "notebook"):
                     assert result["ok"] == ("error" not in result), (key, lesson, kind)
+
+
+def test_a_script_run_is_parsed_and_recorded():
+    text = ("01 full rc=0 38s held=6 notasserted=0 last=\n01 quick rc=0 21s held=2 notasserted=4 last=\n"
+            "02 full rc=1 57s held=5 notasserted=0 last=RuntimeError: Expected all tensors to be on the same device\n"
+            "02 quick rc=124 200s held=1 notasserted=0 last=\nnoise\n")
+    lessons = compat.parse_summary(text)
+    assert lessons["01"]["solution"] == {"ok": True, "seconds": 38.0, "claims": 6, "claims_not_asserted": 0}
+    assert lessons["02"]["solution"]["error"].startswith("RuntimeError: Expected all tensors")
+    assert lessons["02"]["notebook"] == {"ok": False, "seconds": 200.0, "claims": 1, "claims_not_asserted": 0, "error": "timed out"}
+    run = {**copy.deepcopy(RUN), "device": "cuda", "lessons": lessons, "note": "Made on a GPU."}
+    text = compat.render(compat.merge({"stacks": {}}, "scripts", run, "2026-12-04", "cmd"))
+    assert "| 02 | ❌ 57 s / ❌ 200 s |" in text and "lessons 01 passed on CUDA with every claim; 02 failed" in text
+    assert "Made on a GPU." in text and "No lesson has been run on CUDA yet" not in text
+
+
+def test_the_stand_ins_for_ipython_and_ipywidgets_absorb_what_the_lessons_do(tmp_path):
+    for name, source in compat.STUBS.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(source)
+    widgets = runpy.run_path(str(tmp_path / "ipywidgets.py"))
+    w = widgets["__getattr__"]("interactive")(print, x=widgets["__getattr__"]("IntSlider")(min=0, max=3))
+    assert w.children[-1].layout is not None  # any attribute, item or call: another stand-in
+    display = runpy.run_path(str(tmp_path / "IPython" / "display.py"))
+    assert display["display"](display["HTML"]("<b>x</b>")) is None
+    assert runpy.run_path(str(tmp_path / "IPython" / "__init__.py"))["get_ipython"]() is None

@@ -99,14 +99,18 @@ def stacks() -> dict:
         "colab": {"about": "Colab's runtime (googlecolab/backend-info, about 2026-06): torch 2.11 (PyPI's CUDA build), "
                            "IPython 7.34, ipywidgets 7.7.1, numpy 2.0.2, matplotlib 3.10.0",
                   "pins": _exact(COLAB_2026_06)},
-        "oldest": {"about": "the oldest versions the course promises (utils/versions.py): Colab's runtime before its "
+        "oldest": {"about": "The oldest versions the course promises (utils/versions.py): Colab's runtime before its "
                             "torch 2.11 upgrade (about 2026-02), which Colab keeps as its fallback runtime for a while",
                    "pins": _exact(COLAB_2026_02)},
-        "newest": {"about": "the newest release of every library the package index serves here (torch is capped at "
+        "newest": {"about": "The newest release of every library the package index serves here (torch is capped at "
                             "2.14.1 by this machine's pip constraints)",
                    "pins": {name: "" for name in LIBRARIES + ("nbclient", "nbformat")}},
-        "binder": {"about": "the versions binder/environment.yml pins (conda-forge), installed with pip",
+        "binder": {"about": "The versions binder/environment.yml pins (conda-forge), installed with pip",
                    "pins": {**binder_pins(), "nbclient": f"=={authors['nbclient']}", "nbformat": f"=={authors['nbformat']}"}},
+        "scripts": {"about": "Whatever the Python that runs `python -m tools.compat --scripts` has (no Jupyter needed, "
+                             "so a GPU machine with PyTorch alone will do): each lesson's text file run as a script, "
+                             "in full and in the quick setting, IPython and ipywidgets replaced by stand-ins if missing",
+                    "pins": None},
         "pinned": {"about": "requirements.txt: the course's own pins (torch 2.13.0, the CPU build)",
                    "pins": {**_exact({k: v for k, v in pinned.items() if k != "jupyterlab"}),
                             "nbclient": f"=={authors['nbclient']}", "nbformat": f"=={authors['nbformat']}"}},
@@ -115,7 +119,7 @@ def stacks() -> dict:
 
 def requirements(stack: str) -> list[str]:
     """The pip requirement lines of a stack (JupyterLab is left out: nbclient runs the notebooks)."""
-    pins = stacks()[stack]["pins"]
+    pins = stacks()[stack]["pins"] or {}  # None: the stack is this Python's own packages (--scripts)
     return [f"{name}{spec}" for name, spec in pins.items() if name != "jupyterlab"]
 
 
@@ -190,7 +194,8 @@ def summarize(nb, quick: bool) -> dict:
     errors = [o for c in nb.cells if "raises-exception" not in c.get("metadata", {}).get("tags", [])
               for o in c.get("outputs", []) if o.get("output_type") == "error"]
     if errors:
-        found["error"] = f"{errors[0]['ename']}: {errors[0]['evalue']}"[:300]
+        first = (errors[0]["evalue"].strip().splitlines() or [""])[0]  # not utils.claim's note on learner code
+        found["error"] = f"{errors[0]['ename']}: {first}"[:300]
     elif quick and "not attempted yet" not in text:
         found["error"] = "the checks did not say the skeletons are not attempted"
     elif quick and "uses the course's reference" not in text:
@@ -257,6 +262,84 @@ def run_inside(out: Path, selected, kinds, device: str | None) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------
+# Without Jupyter: each lesson's text file run as a script (python -m tools.compat --scripts --device cuda)
+
+# Stand-ins for IPython and ipywidgets where they are not installed (a GPU machine with PyTorch alone):
+# the widgets are not shown, every other cell runs, every claim is asserted.
+STUBS = {
+    "ipywidgets.py": "class W:\n def __init__(s, *a, **k): pass\n def __call__(s, *a, **k): return W()\n"
+                     " def __getattr__(s, n): return W()\n def __getitem__(s, k): return W()\n"
+                     "def __getattr__(n): return W\n",
+    "IPython/__init__.py": "version_info = (9, 0, 0)\ndef get_ipython(): return None\n",
+    "IPython/display.py": "def display(*a, **k): pass\nclass HTML(str): pass\nclass Markdown(str): pass\n",
+}
+SUMMARY = re.compile(r"^(\d\d) (full|quick) rc=(-?\d+) (\d+)s held=(\d+) notasserted=(\d+) last=(.*)$")
+
+
+def parse_summary(text: str) -> dict:
+    """Lines ``NN full|quick rc=R Ss held=H notasserted=N last=ERROR`` -> {NN: {"solution"|"notebook": row}}."""
+    lessons = {}
+    for line in text.splitlines():
+        m = SUMMARY.match(line.strip())
+        if not m:
+            continue
+        lesson, kind, rc, seconds, held, skipped, last = m.groups()
+        row = {"ok": rc == "0", "seconds": float(seconds), "claims": int(held), "claims_not_asserted": int(skipped)}
+        if rc != "0":
+            row["error"] = (last.strip() or f"exit status {rc}") if rc != "124" else "timed out"
+        lessons.setdefault(lesson, {})["solution" if kind == "full" else "notebook"] = row
+    return dict(sorted(lessons.items()))
+
+
+def run_scripts(selected, device: str | None, timeout: int = 900) -> dict:
+    """Run each lesson's text file (solutions/NN_*.py) with this Python, in full and in the quick setting, all
+    at once (one thread each), and return a run like run_inside's. Needs no Jupyter package."""
+    import concurrent.futures
+    import tempfile
+    from importlib.util import find_spec
+
+    stubs = Path(tempfile.mkdtemp(prefix="course-stubs-"))
+    for name, text in STUBS.items():
+        if find_spec(name.split("/")[0].removesuffix(".py")) is None:
+            (stubs / name).parent.mkdir(parents=True, exist_ok=True)
+            (stubs / name).write_text(text)
+    env = {**os.environ, "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(stubs)}
+    if device:
+        env["COURSE_DEVICE"] = device
+
+    def one(path: Path, quick: bool) -> str:
+        start = time.perf_counter()
+        try:
+            done = subprocess.run([sys.executable, path.name], cwd=path.parent, capture_output=True, text=True,
+                                  timeout=timeout, env={**env, "COURSE_QUICK": "1" if quick else "0"})
+            out, rc = done.stdout + done.stderr, done.returncode
+        except subprocess.TimeoutExpired as err:
+            out, rc = (err.stdout or b"").decode() if isinstance(err.stdout, bytes) else (err.stdout or ""), 124
+        last = [line for line in out.splitlines() if re.search(r"Error|claims:", line)][-1:] if rc else []
+        return (f"{path.name[:2]} {'quick' if quick else 'full'} rc={rc} {time.perf_counter() - start:.0f}s "
+                f"held={out.count('✔ claim holds')} notasserted={out.count('claim not asserted')} last={''.join(last)[:300]}")
+
+    paths = [next((ROOT / "solutions").glob(f"{n}_*.py")) for n in lessons(selected)]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
+        lines = list(pool.map(lambda job: one(*job), [(p, q) for p in paths for q in (False, True)]))
+    import torch
+
+    versions = {name: _installed(name) for name in LIBRARIES + DRIVER}
+    return {"python": platform.python_version(), "torch_cuda": torch.version.cuda, "device": device or "cpu",
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "versions": versions,
+            "load_before": None, "load_after": None, "lessons": parse_summary("\n".join(lines)), "summary": lines}
+
+
+def _installed(name: str):
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+# ---------------------------------------------------------------------------------------------------
 # The record
 
 def record_key(stack: str, device: str) -> str:
@@ -276,6 +359,8 @@ def merge(data: dict, stack: str, run: dict, when: str, command: str) -> dict:
                            "versions": run["versions"], "torch_cuda": run["torch_cuda"], "device": run["device"],
                            "cpu_capability": run["cpu_capability"], "machine": run.get("machine", ""),
                            "load": [run.get("load_before"), run.get("load_after")], "lessons": dict(sorted(lessons.items()))}
+    if run.get("note"):
+        data["stacks"][key]["note"] = run["note"]
     return data
 
 
@@ -331,13 +416,13 @@ CUDA = """\
 
 The lessons run on the CPU by default, even where a GPU exists (`utils.device()`; the setup cell's
 output says when a GPU is there but unused), because every claim was calibrated and is tested on the CPU.
-`COURSE_DEVICE=cuda` opts in. To record a CUDA run, on a machine with a GPU: `python -m tools.compat colab
---device cuda` (every kernel gets `COURSE_DEVICE=cuda`; it stops at once if PyTorch sees no GPU), which adds
-a `colab (cuda)` record here. A machine without the Jupyter packages can run each lesson's text file instead:
-`cd solutions && COURSE_DEVICE=cuda python 03_qkv_attention.py` (each claim raises if it does not hold). Until a
-CUDA run passes, a claim that fails there is not known to be CPU-specific; after it, such a claim must be stated
-as CPU-specific in its lesson and skipped on CUDA with a note. The timing experiments of lessons 04, 05 and 09
-measure on the CPU whatever the device.
+`COURSE_DEVICE=cuda` opts in. To record a CUDA run on a machine with a GPU and the Jupyter packages:
+`python -m tools.compat colab --device cuda` (every kernel gets `COURSE_DEVICE=cuda`; it stops at once if
+PyTorch sees no GPU). On one with PyTorch alone: `python -m tools.compat --scripts cuda.json --device cuda`
+there (each lesson's text file as a script, in full and quick, IPython and ipywidgets replaced by stand-ins
+if missing), then `python -m tools.compat --import cuda.json` here. A claim that fails on CUDA but holds on
+the CPU must then be stated as CPU-specific in its lesson and skipped on CUDA with a note. The timing
+experiments of lessons 04, 05 and 09 measure on the CPU whatever the device.
 """
 
 
@@ -381,6 +466,7 @@ def render(data: dict) -> str:
                       f"* Python {rec['python']}; torch's CUDA build: {rec['torch_cuda'] or 'none (CPU build)'}; "
                       f"ran on: {rec['device'].upper()}; CPU kernels: {rec['cpu_capability']}"
                       + (f"; load average {rec['load'][0]:.1f} before, {rec['load'][1]:.1f} after" if None not in rec["load"] else ""),
+                      *([f"* {rec['note']}"] if rec.get("note") else []),
                       "* versions the kernel imported: " + ", ".join(
                           f"{n} {rec['versions'][n]}" for n in sorted(rec["versions"], key=_order) if rec["versions"][n]),
                       "", "| lesson | solution (full) | claims held | exercise notebook (quick) | problem |",
@@ -395,6 +481,14 @@ def render(data: dict) -> str:
     status = (f"CUDA runs recorded: {', '.join(cuda)} (above)." if cuda else
               "**No lesson has been run on CUDA yet**: no GPU machine was available to the sessions that built "
               "this tool.")
+    for key in cuda:
+        rec = data["stacks"][key]
+        passed = [n for n, row in rec["lessons"].items() if all(row[k]["ok"] for k in ("solution", "notebook") if k in row)]
+        failed = [n for n in rec["lessons"] if n not in passed]
+        status += (f" In `{key}`, lessons {', '.join(passed) or 'none'} passed on {rec['device'].upper()} with every claim"
+                   + (f"; {', '.join(failed)} failed (see the table above)" if failed else "") + ".")
+        if rec.get("note"):
+            status += " " + rec["note"]
     lines += ["", SOURCES.rstrip(), "", CUDA.format(status=status).rstrip(), ""]
     return "\n".join(lines)
 
@@ -427,15 +521,31 @@ def main(argv=None) -> int:
     parser.add_argument("--list", action="store_true", help="list the stacks and their requirements")
     parser.add_argument("--render", action="store_true", help="only rewrite benchmarks/compat.md from benchmarks/compat.json")
     parser.add_argument("--clean", action="store_true", help=f"delete {CACHE} (environments and download cache)")
+    parser.add_argument("--scripts", metavar="REPORT", type=Path,
+                        help="run each lesson's text file with this Python (no Jupyter needed, e.g. on a GPU machine) "
+                             "and write the run to REPORT, for --import")
+    parser.add_argument("--import", dest="import_", metavar="REPORT", type=Path,
+                        help="record a --scripts run (made here or elsewhere) in benchmarks/compat.json as stack 'scripts'")
     parser.add_argument("--inside", type=Path, help=argparse.SUPPRESS)  # run in the environment, write a JSON report
     args = parser.parse_args(argv)
     kinds = (args.only,) if args.only else ("solution", "notebook")
     if args.inside:
         run_inside(args.inside, args.lessons, kinds, args.device)
         return 0
+    if args.scripts:
+        run = run_scripts(args.lessons, args.device)
+        args.scripts.write_text(json.dumps(run, indent=1))
+        print("\n".join(run["summary"]))
+        return 0
+    if args.import_:
+        run = json.loads(args.import_.read_text())
+        write(merge(load(), "scripts", run, run.get("date", datetime.date.today().isoformat()),
+                    run.get("command", f"python -m tools.compat --scripts REPORT --device {run['device']}")))
+        print(f"recorded: {record_key('scripts', run['device'])}")
+        return 0
     if args.list:
         for name, stack in stacks().items():
-            print(f"{name}: {stack['about']}\n    {' '.join(requirements(name))}")
+            print(f"{name}: {stack['about']}\n    {' '.join(requirements(name)) or '(this Python, as it is)'}")
         return 0
     if args.clean:
         shutil.rmtree(CACHE, ignore_errors=True)
@@ -444,9 +554,11 @@ def main(argv=None) -> int:
     if args.render:
         write(load())
         return 0
-    unknown = [s for s in args.stacks if s not in stacks()]
+    runnable = [name for name, stack in stacks().items() if stack["pins"] is not None]
+    unknown = [s for s in args.stacks if s not in runnable]
     if unknown or not args.stacks:
-        parser.error(f"name one or more stacks of: {', '.join(stacks())}" + (f" (not {', '.join(unknown)})" if unknown else ""))
+        parser.error(f"name one or more stacks of: {', '.join(runnable)}" + (f" (not {', '.join(unknown)})" if unknown else "")
+                     + " (the 'scripts' record is made with --scripts and --import)")
     missing = [n for n in args.lessons if n not in lessons()]
     if missing:
         parser.error(f"no lesson {', '.join(missing)}: the lessons are {', '.join(lessons())}")

@@ -24,11 +24,11 @@ def device() -> torch.device:
     """Where the lessons train: the CPU, unless ``$COURSE_DEVICE`` names another device (``cuda``, ``cuda:1``).
 
     The CPU even where a GPU exists, because every claim of every lesson was calibrated and is tested
-    on the CPU and no lesson has yet been run on CUDA (benchmarks/compat.md says how to run them there
-    and records such a run). ``COURSE_DEVICE=cuda`` opts in: training then runs on the GPU, its
-    numbers differ in their last digits, and a claim about a trained model may not hold there. The
-    timing experiments (lessons 04, 05 and 09) measure on the CPU whatever this says. The course
-    never needs a GPU.
+    on the CPU, and on CUDA lessons 02, 06 and 07 still stop at a tensor left on the CPU
+    (benchmarks/compat.md records the CUDA run and says how to make one). ``COURSE_DEVICE=cuda`` opts
+    in: training then runs on the GPU and its numbers differ in their last digits. The timing
+    experiments (lessons 04, 05 and 09) measure on the CPU whatever this says. The course never needs
+    a GPU.
     """
     name = os.environ.get("COURSE_DEVICE", "").strip() or "cpu"
     try:
