@@ -120,7 +120,9 @@ def test_summarize_counts_claims_and_reports_errors():
     quick = compat.summarize(_nb(stream("… quick setting, claim not asserted: a\n")), quick=True)
     assert quick["claims_not_asserted"] == 1 and "not attempted" in quick["error"]
     fine = compat.summarize(_nb(stream("⏳ not attempted yet\nthis uses the course's reference\n")), quick=True)
-    assert "error" not in fine
+    assert "error" not in fine and "version_check" not in fine
+    spoke = compat.summarize(_nb(stream("The course supports python 3.11 to 3.12.x; ...\n⚠️ torch 2.4.1 is older\n")), quick=False)
+    assert spoke["version_check"] == "⚠️ torch 2.4.1 is older"
 
 
 RUN = {"python": "3.11.7", "torch_cuda": "13.0", "device": "cpu", "cpu_capability": "AVX512",
@@ -155,10 +157,12 @@ def test_render_states_the_range_results_sources_and_cuda():
     assert "03a89033" in empty and "conda-forge-pinning-feedstock#8780" in empty and "3.12" in empty
     data = compat.merge({"stacks": {}}, "colab", copy.deepcopy(RUN), "2026-12-01", "python -m tools.compat colab")
     failing = copy.deepcopy(RUN)
-    failing["lessons"]["03"]["solution"] = {"ok": False, "seconds": 7.0, "claims": 1, "error": "TypeError: a|b"}
+    failing["lessons"]["03"]["solution"] = {"ok": False, "seconds": 7.0, "claims": 1, "error": "TypeError: a|b",
+                                            "version_check": "⚠️ torch 2.4.1 is older than 2.10"}
     data = compat.merge(data, "oldest", failing, "2026-12-01", "python -m tools.compat oldest")
     text = compat.render(data)
     assert "| 03 | ✅ 61 s / ✅ 12 s | ❌ 7 s / ✅ 12 s |" in text
+    assert "solution: TypeError: a\\|b; the setup cell said: ⚠️ torch 2.4.1 is older than 2.10" in text
     assert "solution: TypeError: a\\|b" in text and "torch 2.11.0" in text and "load average 2.0 before" in text
     assert text.index("### colab") < text.index("### oldest")
     cuda = compat.merge(data, "colab", {**copy.deepcopy(RUN), "device": "cuda"}, "2026-12-02", "c")

@@ -6,19 +6,20 @@
     python -m tools.compat colab --device cuda    # on a machine with a GPU: every kernel gets COURSE_DEVICE=cuda
     python -m tools.compat --list                 # the stacks and what each installs
     python -m tools.compat --render               # rewrite benchmarks/compat.md from benchmarks/compat.json
-    python -m tools.compat --clean                # delete the environments and their download cache
+    python -m tools.compat --clean                # delete the environments (5 GB each for a CUDA build)
 
 A *stack* is a set of library versions a learner may have (``STACKS`` below): Colab's runtime, the
 oldest versions the course promises (utils/versions.py), the newest the package index serves, the
 versions Binder builds, and the course's own pins. For each, the command makes a virtual
-environment with pip (kept, with pip's download cache, under ``$COURSE_COMPAT_DIR``, by default
-``~/.cache/attention-course/compat``, and reused while its requirements are unchanged: ``--fresh``
-rebuilds it), then, *in that environment* (its nbclient driving a kernel of its own Python), runs
+environment with pip (kept under ``$COURSE_COMPAT_DIR``, by default ``~/.cache/attention-course/compat``,
+and reused while its requirements are unchanged, so a rerun starts in seconds: ``--fresh`` rebuilds it;
+a CUDA build of PyTorch with its nvidia-* libraries takes 4-5 minutes and about 5 GB), then, *in that environment* (its nbclient driving a kernel of its own Python), runs
 every solution notebook in full, with every claim asserted, and every exercise notebook unfilled in
 the quick setting (``COURSE_QUICK=1``), as the test suite does. Lessons are found by glob, so a new
 lesson is included without a change here. Each run records the date, the versions the kernel
 actually imported, and per lesson pass/fail, run time and claims in ``benchmarks/compat.json``
-(other stacks' results kept), from which ``benchmarks/compat.md`` is written.
+(other stacks' results kept), from which ``benchmarks/compat.md`` is written; the executed notebooks
+are kept under ``$COURSE_COMPAT_DIR/runs/STACK/``, to read what went wrong.
 
 Nothing here is part of the test suite: installing takes minutes and gigabytes (PyPI's older PyTorch
 is the CUDA build, with its nvidia-* libraries). ``tests/test_compat.py`` tests the stack
@@ -139,7 +140,7 @@ def environment(stack: str, fresh: bool = False, log=print) -> Path:
             shutil.rmtree(venv)
         log(f"[{stack}] creating {venv} and installing: {' '.join(requirements(stack))}")
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        env = {**os.environ, "PIP_CACHE_DIR": str(CACHE / "pip-cache"), "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+        env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
         start = time.perf_counter()
         subprocess.run([str(python), "-m", "pip", "install", "--quiet", *requirements(stack), "ipykernel"],
                        check=True, env=env)
@@ -473,8 +474,9 @@ def render(data: dict) -> str:
                       "|---|---|---|---|---|"]
             for lesson, row in rec["lessons"].items():
                 sol, ex = row.get("solution"), row.get("notebook")
-                problem = "; ".join(f"{kind}: {r['error']}" for kind, r in (("solution", sol), ("notebook", ex))
-                                    if r and r.get("error"))
+                problem = "; ".join([f"{kind}: {r['error']}" for kind, r in (("solution", sol), ("notebook", ex))
+                                     if r and r.get("error")]
+                                    + ([f"the setup cell said: {sol['version_check']}"] if sol and sol.get("version_check") else []))
                 problem = " ".join(problem.split()).replace("|", "\\|")  # one line of a table
                 lines.append(f"| {lesson} | {_mark(sol)} | {sol.get('claims', '') if sol else ''} | {_mark(ex)} | {problem} |")
     cuda = [key for key, rec in records if rec["device"] != "cpu"]
@@ -520,7 +522,7 @@ def main(argv=None) -> int:
     parser.add_argument("--fresh", action="store_true", help="rebuild the environments even if their requirements are unchanged")
     parser.add_argument("--list", action="store_true", help="list the stacks and their requirements")
     parser.add_argument("--render", action="store_true", help="only rewrite benchmarks/compat.md from benchmarks/compat.json")
-    parser.add_argument("--clean", action="store_true", help=f"delete {CACHE} (environments and download cache)")
+    parser.add_argument("--clean", action="store_true", help=f"delete {CACHE} (the environments and the executed notebooks)")
     parser.add_argument("--scripts", metavar="REPORT", type=Path,
                         help="run each lesson's text file with this Python (no Jupyter needed, e.g. on a GPU machine) "
                              "and write the run to REPORT, for --import")
