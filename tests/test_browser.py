@@ -248,6 +248,9 @@ SNAPSHOT_JS = """() => {
     return {
       code: cell.classList.contains('jp-CodeCell'),
       prompt: (cell.querySelector('.jp-InputArea-prompt') || {}).textContent || '',
+      // a folded cell (the setup cell) shows its first line instead of its input, and no prompt number
+      folded: (cell.querySelector('.jp-InputPlaceholder .jp-PlaceholderText') || {}).textContent ?? null,
+      outputs: outputs.length,
       stderr: outputs.filter(o => o.dataset.mimeType === 'application/vnd.jupyter.stderr').map(o => o.innerText),
       widgets: [...cell.querySelectorAll('%s')].map(o => ({
         visible: o.checkVisibility(),
@@ -467,7 +470,12 @@ def _problems(source, snap, notebook: str) -> list[str]:
             continue
         lines = [line for line in cell.source.splitlines() if line.strip() and not line.startswith("#")]
         where = f"cell {number} ({(lines or cell.source.splitlines())[0][:60]!r})"
-        if not re.search(r"\[\d+\]", shown["prompt"]):
+        if cell.metadata.get("jupyter", {}).get("source_hidden"):  # folded: its title shows, its output says it ran
+            if shown.get("folded") != cell.source.splitlines()[0]:
+                problems.append(f"{where} should open folded under its first line, but shows {shown.get('folded')!r}")
+            if not shown.get("outputs"):
+                problems.append(f"{where} (folded) never ran: it shows no output")
+        elif not re.search(r"\[\d+\]", shown["prompt"]):
             problems.append(f"{where} never ran (prompt {shown['prompt'].strip() or '[ ]'})")
         if "raises-exception" not in cell.metadata.get("tags", []):
             for text in shown["stderr"]:

@@ -20,7 +20,7 @@ import time
 import jupytext
 import nbformat
 
-from tools.make_exercises import ROOT, main as make_exercises, stable_cell_ids
+from tools.make_exercises import ROOT, fold_titled_cells, main as make_exercises, stable_cell_ids
 from tools.run_notebook import PromptNotebookClient
 
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
@@ -65,6 +65,7 @@ def stable_widget_ids(nb, name: str):
 def build(py_path) -> float:
     nb = jupytext.read(py_path)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    fold_titled_cells(nb)  # the setup cell opens folded, under its one-line title (JupyterLab and Colab)
     os.environ.pop("COURSE_QUICK", None)  # solutions always run in full
     # One thread, as under test (tests/conftest.py): the thread count can change the last bits of
     # a training run, and so the stored numbers that nbval compares.

@@ -123,13 +123,28 @@ def stable_cell_ids(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return nb
 
 
+def fold_titled_cells(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Fold every code cell whose first line is a Colab title (``# @title ...``), in place.
+
+    A folded cell shows only that line: JupyterLab shows the first line of a cell whose
+    ``jupyter.source_hidden`` is set, and Colab shows the title of a ``cellView: "form"`` cell. So a
+    learner's first screen is the lesson, not the 40-odd lines of the setup cell. (The text files
+    keep only tags, by solutions/jupytext.toml: the builders add this metadata to both notebooks.)
+    """
+    for cell in nb.cells:
+        if cell.cell_type == "code" and cell.source.startswith("# @title "):
+            cell.metadata["cellView"] = "form"
+            cell.metadata.setdefault("jupyter", {})["source_hidden"] = True
+    return nb
+
+
 def exercise_notebook(solution_nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """The exercise version of a solution notebook: skeletons instead of solutions, no outputs.
 
     Its cells keep the ids of the solution's cells (derived from the solution's sources), and the
     widget state the solution run saved is dropped: the exercise notebook has no outputs to show it.
     """
-    nb = add_nbgrader_metadata(stable_cell_ids(copy.deepcopy(solution_nb)))
+    nb = fold_titled_cells(add_nbgrader_metadata(stable_cell_ids(copy.deepcopy(solution_nb))))
     nb.metadata.pop("widgets", None)
     for cell in nb.cells:
         if cell.cell_type == "code":

@@ -36,9 +36,13 @@ PATTERNS = {
 SUFFIXES = {".md", ".py", ".ipynb", ".yml", ".yaml", ".txt", ".cfg", ".toml", ".html", ".rst"}
 
 
-# The first code cell of every lesson (tests/test_colab_setup.py runs it with Colab simulated).
-SETUP_CELL = """# Setup: runs unchanged locally, on Binder and on Colab.
+# The first code cell of every lesson (tests/test_colab_setup.py runs it with Colab simulated). Its first line is
+# the one-line title a learner sees: JupyterLab shows the first line of a folded cell, Colab a `# @title`.
+SETUP_CELL = """# @title Setup: the course's code and a check of your library versions (click to show)
+# Runs unchanged locally, on Binder and on Colab. Folded by its cell metadata (tools/make_exercises.py).
+import importlib.util
 import os
+import runpy
 import subprocess
 import sys
 
@@ -74,6 +78,9 @@ if "google.colab" in sys.modules:  # Colab: fetch the course's code; install not
     sys.path.insert(0, fetch_course())
 else:
     sys.path.insert(0, os.path.abspath(".."))  # the repository root, for `import utils`
+course = importlib.util.find_spec("utils")  # where `import utils` will look (finding it imports nothing)
+if course:  # before anything can fail: say if a library is outside the versions the course supports
+    runpy.run_path(os.path.join(os.path.dirname(course.origin), "versions.py"))["check_versions"]()
 
 import utils
 

@@ -51,10 +51,15 @@ def setup(seed: int = 0, threads: int | None = None):
     """
     from utils.plots import set_style
 
+    import torch
+
     seed_everything(seed)
     set_threads(threads)
     set_style()
-    print(f"Running on {device().type.upper()}" + (" -- quick setting (COURSE_QUICK=1): smaller training budgets" if QUICK else ""))
+    where = device().type.upper()
+    if where == "CPU" and torch.cuda.is_available():  # say so: the lessons are verified on the CPU only
+        where += " (a GPU is here, but the lessons are verified on the CPU: COURSE_DEVICE=cuda uses it; README, Start)"
+    print(f"Running on {where}" + (" -- quick setting (COURSE_QUICK=1): smaller training budgets" if QUICK else ""))
 
 
 __all__ = ["check", "hint", "solution", "use", "setup", "device", "seed_everything", "budget", "claim", "fmt_time", "measured", "set_threads", "QUICK"]

@@ -21,8 +21,23 @@ QUICK = os.environ.get("COURSE_QUICK", "0") not in ("", "0", "false", "False")
 
 
 def device() -> torch.device:
-    """CUDA when there is a GPU, else the CPU. The course never needs a GPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """Where the lessons train: the CPU, unless ``$COURSE_DEVICE`` names another device (``cuda``, ``cuda:1``).
+
+    The CPU even where a GPU exists, because every claim of every lesson was calibrated and is tested
+    on the CPU, and on CUDA lessons 02, 06 and 07 still stop at a tensor left on the CPU
+    (benchmarks/compat.md records the CUDA run and says how to make one). ``COURSE_DEVICE=cuda`` opts
+    in: training then runs on the GPU and its numbers differ in their last digits. The timing
+    experiments (lessons 04, 05 and 09) measure on the CPU whatever this says. The course never needs
+    a GPU.
+    """
+    name = os.environ.get("COURSE_DEVICE", "").strip() or "cpu"
+    try:
+        chosen = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"COURSE_DEVICE={name!r} is not a device PyTorch knows: use cpu (the default) or cuda") from None
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"COURSE_DEVICE={name} but PyTorch sees no GPU here: unset COURSE_DEVICE to run on the CPU")
+    return chosen
 
 
 def set_threads(threads: int | None = None) -> int:
