@@ -1,13 +1,13 @@
 """A bubblewrap sandbox for a learner's kernel, so that grading a class is safe (Linux).
 
-``python -m utils.grade`` starts one Jupyter kernel per submission. Learner code is untrusted, so
+``python -m grading`` starts one Jupyter kernel per submission. Learner code is untrusted, so
 on Linux that kernel runs inside `bubblewrap <https://github.com/containers/bubblewrap>`_ (``bwrap``,
 the sandbox Flatpak uses; Debian package ``bubblewrap``; it needs no root, only user namespaces),
 where it sees:
 
 * read-only: the system's programs and libraries (``/usr``), the Python environment
   (``sys.prefix``, site-packages) and the course's ``utils/`` package, nothing else of the
-  repository (no solutions, no notebooks);
+  repository (no solutions, no notebooks, not the grader's own package ``grading/``);
 * read-only, its own submission, as ``/tmp/submission/<notebook>``;
 * writable: a private, empty ``/tmp`` in memory (``--tmp-mb``, 256 MB), gone with the kernel, and
   the folder that holds the kernel's connection file and sockets (its own; nothing is read from it);
