@@ -137,12 +137,15 @@ class Gradebook:
         return [self.done[s][0] for s in self.order if s in self.done]
 
     def write(self) -> None:
-        """gradebook.csv and gradebook.json, with every notebook finished so far, in the class's order."""
+        """gradebook.json and gradebook.csv, with every notebook finished so far, in the class's order."""
         finished = [self.done[s] for s in self.order if s in self.done]
         rows = [row for row, _, _ in finished]
         lessons = {r.lesson for r in rows if r.status == "graded"}
         ids = sorted({i for r in rows for i in r.results} | {i for lesson in lessons for i in course_ids(lesson)},
                      key=id_key)
+        # The JSON first: a rerun resumes from it, so it never holds fewer notebooks than the CSV.
+        parts = [as_json for _, _, as_json in finished]
+        write_atomically(self.out / "gradebook.json", ("[\n" + ",\n".join(parts) + "\n]" if parts else "[]") + "\n")
         text = io.StringIO()
         writer = csv.writer(text)
         writer.writerow(["learner", "notebook", "lesson", "status", *ids, "score", "points", "problem", "feedback"])
@@ -151,8 +154,6 @@ class Gradebook:
                              *(row.results.get(i, {}).get("status", "") for i in ids), row.score, rec["points"],
                              row.problem, rec["feedback"]])
         write_atomically(self.out / "gradebook.csv", text.getvalue())
-        parts = [as_json for _, _, as_json in finished]
-        write_atomically(self.out / "gradebook.json", ("[\n" + ",\n".join(parts) + "\n]" if parts else "[]") + "\n")
 
     def clean(self) -> None:
         """Remove what a killed run left half-written, and the feedback of learners no longer in the class."""

@@ -51,13 +51,15 @@ def _launch_command(connection: str, own: str, folder: str, sandbox: bool, submi
     python_args = ["-m", "ipykernel_launcher", "-f", connection]
     if sandbox:
         env = box.kernel_env("/tmp")
-        argv = box.command(box.limited(python_args, memory_mb, cpu_seconds), own=own, submission=submission,
-                           env=env, args_file=os.path.join(folder, "bwrap.args"))
+        inner = box.limited(python_args, memory_mb, cpu_seconds, lifeline=box.lifeline())
+        argv = box.command(inner, own=own, submission=submission, env=env, args_file=os.path.join(folder, "bwrap.args"))
         return argv, dict(transport="ipc", ip=os.path.join(own, "k")), folder, {"PATH": env["PATH"]}  # bwrap clears it
     cwd = os.path.join(folder, "work")
     os.makedirs(cwd)
-    argv = box.limited(python_args, memory_mb, cpu_seconds) if sys.platform.startswith("linux") \
-        else [sys.executable, *python_args]
+    if sys.platform.startswith("linux"):
+        argv = box.limited(python_args, memory_mb, cpu_seconds, die_with_grader=True, lifeline=box.lifeline())
+    else:
+        argv = [sys.executable, *python_args]
     return argv, {}, cwd, box.kernel_env(cwd)
 
 
@@ -94,7 +96,8 @@ class Kernel:
         try:
             self.km = Launcher(kernel_name="python3", **manager)
             self.km.connection_file = connection
-            self.km.start_kernel(cwd=cwd, env=env, stdout=self.devnull, stderr=self.devnull)
+            passed = {"pass_fds": (box.lifeline(),)} if sys.platform.startswith("linux") else {}
+            self.km.start_kernel(cwd=cwd, env=env, stdout=self.devnull, stderr=self.devnull, **passed)
             self.kc = self.km.client()
             self.kc.start_channels()
             self.kc.wait_for_ready(timeout=startup_timeout)
