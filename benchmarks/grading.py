@@ -79,14 +79,18 @@ def measure(size: int, jobs: int, sandbox: bool) -> dict:
     with tempfile.TemporaryDirectory(prefix="grading-bench-") as tmp:
         folder, out = Path(tmp) / "class", Path(tmp) / "out"
         make_class(folder, size)
-        before, usage, start = load(), resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+        before, start = load(), time.monotonic()
+        usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
         rows = grade([folder], out, Options(lesson="01", sandbox=sandbox), jobs=jobs, log=lambda *a: None)
         wall, after = time.monotonic() - start, load()
-        used = resource.getrusage(resource.RUSAGE_SELF)
-    grader_cpu = used.ru_utime + used.ru_stime - usage.ru_utime - usage.ru_stime
-    kernels_cpu = sum(r.cpu_seconds for r in rows)
+        used = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    grader_cpu, reaped_cpu = (u.ru_utime + u.ru_stime - b.ru_utime - b.ru_stime for u, b in zip(used, usage))
+    # The kernels' CPU from /proc (each kernel's process tree, read before it is stopped); without the
+    # sandbox the kernels are this process's children, and their reaped time is a check of that figure.
+    kernels_cpu = max(sum(r.cpu_seconds for r in rows), 0 if sandbox else reaped_cpu)
     return {"size": size, "jobs": jobs, "sandbox": sandbox, "graded": sum(r.status == "graded" for r in rows),
             "wall_s": round(wall, 1), "grader_cpu_s": round(grader_cpu, 1), "kernels_cpu_s": round(kernels_cpu, 1),
+            "reaped_children_cpu_s": round(reaped_cpu, 1),
             "cpu_s_per_submission": round((grader_cpu + kernels_cpu) / size, 2),
             "submissions_per_hour": round(size / wall * 3600), "load_before": round(before, 2),
             "load_after": round(after, 2), "date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine()}

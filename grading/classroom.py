@@ -103,9 +103,10 @@ def _sha256(path: Path) -> str:
         return ""
 
 
-def _run_pool(todo: list, book: Gradebook, options: Options, jobs: int, progress: Progress, hashes: dict) -> None:
+def _run_pool(todo: list, book: Gradebook, options: Options, assignments: dict, jobs: int, progress: Progress,
+              hashes: dict) -> None:
     """Grade ``todo`` on ``jobs`` threads (one kernel each); each finished notebook goes into ``book`` at once."""
-    assignments, stop = course_assignments(), threading.Event()
+    stop = threading.Event()
     pool = ThreadPoolExecutor(max_workers=max(1, min(jobs, len(todo) or 1)))
     pending = {pool.submit(_grade_one, sub, options, assignments, stop): sub for sub in todo}
     try:
@@ -135,7 +136,8 @@ def grade(paths: list[Path], out: Path, options: Options, jobs: int | None = Non
     """
     if options.sandbox and sandbox.problem():
         raise RuntimeError(f"no sandbox: {sandbox.problem()} (Options(sandbox=False) grades without it)")
-    names = [name for name, *_ in course_assignments().values()]
+    assignments = course_assignments()
+    names = [name for name, *_ in assignments.values()]
     subs = submissions(paths, out, names)
     if not subs:
         return []
@@ -156,7 +158,7 @@ def grade(paths: list[Path], out: Path, options: Options, jobs: int | None = Non
     book.write_all()
     progress = Progress(len(todo), log, bar)
     try:
-        _run_pool(todo, book, options, jobs or default_jobs(options.memory_mb), progress, hashes)
+        _run_pool(todo, book, options, assignments, jobs or default_jobs(options.memory_mb), progress, hashes)
     finally:
         progress.close()
     return book.rows()

@@ -10,6 +10,7 @@ reference (imported, subclassed, or called), and replace `utils.exercises.check`
 that none of it works (in the sandbox, on by default) and that the honest learners' grades are
 exactly as they were.
 """
+import ast
 import copy
 import csv
 import hashlib
@@ -578,3 +579,24 @@ def test_no_sandbox_grades_the_same(tmp_path):
     rows = classroom.grade([tmp_path], tmp_path / "out", Options(sandbox=False, cell_timeout=CELL_TIMEOUT),
                        log=lambda *a: None)
     assert [rows[0].results[i]["status"] for i in IDS] == list(EXPECTED["bob"][1:])
+
+
+def test_utils_holds_no_grader_code_and_utils_grade_forwards(tmp_path):
+    """Only utils/integrity.py (run in the learner's kernel) and the forwarding utils/grade.py are the grader's in utils/;
+    `python -m utils.grade` still runs the grader, and says where it went."""
+    importing = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "utils").rglob("*.py")
+                       if "grading" in {n.split(".")[0] for n in _imported_modules(p)})
+    assert importing == ["utils/grade.py"]
+    run = subprocess.run([sys.executable, "-m", "utils.grade", str(tmp_path / "missing"), "--out", str(tmp_path / "o")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "python -m grading" in run.stderr and "no such file or folder" in run.stderr
+
+
+def _imported_modules(path: Path) -> set:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names

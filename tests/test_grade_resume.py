@@ -231,3 +231,24 @@ def test_the_progress_line_gives_the_count_and_the_time_left(monkeypatch):
         progress.finished(f"notebook {step}")
     assert lines == ["[1/4, about 4 min left] notebook 0", "[2/4, about 3 min left] notebook 1",
                      "[3/4, about 2 min left] notebook 2", "[4/4] notebook 3"]
+
+
+def test_a_stopped_grader_stops_its_kernels_and_says_so(runs, tmp_path):
+    """SIGTERM (a batch system stopping a job) or Ctrl-C: the kernels are stopped at once, the notebooks
+    finished are in the gradebook, and the grader says how to go on (exit status 130)."""
+    out = tmp_path / "out"
+    proc = subprocess.Popen(grader(runs["folder"], out, "--jobs", "2"), cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline, kernels = time.monotonic() + 600, {}
+    while not records_in(out) and proc.poll() is None and time.monotonic() < deadline:
+        kernels.update(descendants(proc.pid))
+        time.sleep(0.05)
+    kernels.update(descendants(proc.pid))
+    proc.send_signal(signal.SIGTERM)
+    stopped = time.monotonic()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and time.monotonic() - stopped < 30, err
+    assert f"interrupted: {len(records_in(out))} notebook(s) graded are in the gradebook" in err
+    assert "run the same command again" in err
+    time.sleep(2)
+    assert kernels and [pid for pid, started in kernels.items() if started is not None and _started(pid) == started] == []
