@@ -92,6 +92,7 @@ class NotebookGrader:
         self.row = Row(learner, shown)
         self.start = time.monotonic()
         self.deadline = self.start + options.timeout
+        self.ids: list[str] = []
         self.steps: list[Step] = []
         self.failed_cells: dict[int, str] = {}  # cell index -> why it did not run
         self.skip: set[int] = set()  # steps not to run again in a fresh kernel
@@ -106,11 +107,11 @@ class NotebookGrader:
         self.ids = _screen(self.row, nb, self.path, self.options)
         if not self.ids:
             return self.row
-        assignment = self.assignments.get(self.row.lesson, ("", [], {}))
-        self.steps = plan(nb, assignment[1], self.ids, assignment[2] if len(assignment) > 2 else None)
+        _, calls, names = self.assignments.get(self.row.lesson, ("", [], {}))
+        self.steps = plan(nb, calls, self.ids, names)
         outcome = "done"
-        while time.monotonic() <= self.deadline and not self._stopped():  # one pass per kernel; a kernel lost to a learner's code is replaced
-            outcome = self._kernel_pass()
+        while time.monotonic() <= self.deadline and not self._stopped():
+            outcome = self._kernel_pass()  # one pass per kernel: a kernel lost to a learner's code is replaced
             if outcome != "lost":
                 break
         self.row.seconds = time.monotonic() - self.start
