@@ -87,10 +87,11 @@ def measure(size: int, jobs: int, sandbox: bool) -> dict:
     grader_cpu, reaped_cpu = (u.ru_utime + u.ru_stime - b.ru_utime - b.ru_stime for u, b in zip(used, usage))
     # The kernels' CPU from /proc (each kernel's process tree, read before it is stopped); without the
     # sandbox the kernels are this process's children, and their reaped time is a check of that figure.
-    kernels_cpu = max(sum(r.cpu_seconds for r in rows), 0 if sandbox else reaped_cpu)
+    from_proc = sum(r.cpu_seconds for r in rows)
+    kernels_cpu = max(from_proc, 0 if sandbox else reaped_cpu)
     return {"size": size, "jobs": jobs, "sandbox": sandbox, "graded": sum(r.status == "graded" for r in rows),
             "wall_s": round(wall, 1), "grader_cpu_s": round(grader_cpu, 1), "kernels_cpu_s": round(kernels_cpu, 1),
-            "reaped_children_cpu_s": round(reaped_cpu, 1),
+            "kernels_cpu_from_proc_s": round(from_proc, 1), "reaped_children_cpu_s": round(reaped_cpu, 1),
             "cpu_s_per_submission": round((grader_cpu + kernels_cpu) / size, 2),
             "submissions_per_hour": round(size / wall * 3600), "load_before": round(before, 2),
             "load_after": round(after, 2), "date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine()}
@@ -123,6 +124,13 @@ def write_markdown(data: dict) -> None:
                   f"{round(3600 / max(per), -2):,.0f} submissions an hour per core it gives the grader (the default "
                   "--jobs: one kernel per core, as the free memory allows at --memory-mb each); the wall times above, "
                   "on a shared machine, are what was left of that."]
+    checked = [r for r in rows if not r["sandbox"] and "kernels_cpu_from_proc_s" in r]
+    if checked:
+        r = checked[-1]
+        lines += ["", f"The kernels' CPU time is read from `/proc` as each kernel stops (a sandboxed kernel is no child "
+                  f"of the grader's). Without the sandbox the kernels are its children, and the time the OS gives for "
+                  f"them once reaped agrees: {r['kernels_cpu_from_proc_s']} s from `/proc` against "
+                  f"{r['reaped_children_cpu_s']} s for {r['size']} submissions."]
     OUT.write_text("\n".join(lines) + "\n")
 
 
