@@ -3,7 +3,9 @@ import pytest
 import torch
 
 import utils
+from fake_lessons import BROKEN_LESSON, HALF_LESSON, NEW_LESSON, fake_lessons
 from utils import exercises
+from utils.exercises import registry, running
 
 
 def test_every_lesson_exercise_has_hints_and_a_passing_reference():
@@ -106,7 +108,7 @@ def test_a_check_that_loops_times_out_with_a_message_and_the_process_goes_on(mon
     import signal
     import time
 
-    monkeypatch.setattr(exercises, "TIME_LIMIT_S", 1.0)
+    monkeypatch.setattr(running, "TIME_LIMIT_S", 1.0)
 
     def shift_right(tgt, sos=1):
         while True:
@@ -127,7 +129,7 @@ def test_the_time_limit_also_works_outside_the_main_thread(monkeypatch):
     """No SIGALRM there (e.g. a grader's thread): the watchdog raises in the checking thread instead."""
     import threading
 
-    monkeypatch.setattr(exercises, "TIME_LIMIT_S", 1.0)
+    monkeypatch.setattr(running, "TIME_LIMIT_S", 1.0)
 
     def shift_right(tgt, sos=1):
         while True:
@@ -141,7 +143,7 @@ def test_the_time_limit_also_works_outside_the_main_thread(monkeypatch):
 
 
 def test_the_timeout_message_names_the_exercises_likely_cause(monkeypatch):
-    monkeypatch.setattr(exercises, "TIME_LIMIT_S", 1.0)
+    monkeypatch.setattr(running, "TIME_LIMIT_S", 1.0)
 
     def greedy_decode(model, src, src_lengths, max_len):
         while True:  # "decoding" that never ends, without calling the decoder
@@ -152,7 +154,7 @@ def test_the_timeout_message_names_the_exercises_likely_cause(monkeypatch):
 
 
 def test_the_memory_guard_stops_a_growing_candidate_and_torch_still_works(monkeypatch):
-    monkeypatch.setattr(exercises, "MEMORY_LIMIT_MB", 200.0)
+    monkeypatch.setattr(running, "MEMORY_LIMIT_MB", 200.0)
 
     def shift_right(tgt, sos=1):
         grow = []
@@ -242,3 +244,36 @@ def test_checks_are_fast():
         start = time.monotonic()
         assert utils.check(id, exercises.get(id).reference)
         assert time.monotonic() - start < 8, id
+
+
+# ---- issue 27: lessons found from their files; a lesson that does not import says so
+def test_every_lesson_module_is_found_and_imports():
+    """Every utils/exercises/lessonNN.py is a lesson (no list to edit), and each imports."""
+    files = sorted(p.name[6:8] for p in registry.FOLDERS[0].glob("lesson[0-9][0-9].py"))
+    assert registry.lessons() == tuple(files) and "01" in files
+    for lesson in files:
+        assert registry.load_lesson(lesson) and registry.lesson_ids(lesson), lesson
+    assert exercises.LESSONS == tuple(files)
+
+
+def test_a_new_lesson_file_is_a_lesson(tmp_path):
+    with fake_lessons(tmp_path, {"98": NEW_LESSON}):
+        assert "98" in registry.lessons() and "98.1" in exercises.all_ids()
+        assert utils.check("98.1", lambda x: 2 * x) and not utils.check("98.1", lambda x: x)
+    assert "98.1" not in exercises.all_ids()
+
+
+def test_a_lesson_that_does_not_import_is_named_not_unknown(tmp_path, capsys):
+    with fake_lessons(tmp_path, {"97": BROKEN_LESSON, "96": HALF_LESSON}):
+        result = utils.check("97.1", lambda x: x)
+        assert result.status == "unknown" and "There is no exercise" not in result.message
+        assert "could not be loaded" in result.message and "lesson97.py does not import" in result.message
+        assert "ModuleNotFoundError" in result.message and "torchh" in result.message
+        utils.hint("97.1")
+        assert "lesson97.py does not import" in capsys.readouterr().out
+        # Half a lesson (an error after its first exercise registered) is not a lesson.
+        result = utils.check("96.1", abs)
+        assert "lesson96.py does not import" in result.message and "NameError" in result.message
+        assert "96.1" not in exercises.all_ids() and "01.1" in exercises.all_ids()
+        with pytest.raises(registry.LessonError, match="lesson97.py"):
+            registry.lesson_ids("97")

@@ -1,4 +1,4 @@
-"""`python -m utils.grade` grades a generated class of lesson 01 submissions: correct, wrong in known
+"""`python -m grading` grades a generated class of lesson 01 submissions: correct, wrong in known
 ways, unfinished and hostile ones; the gradebook is asserted cell by cell, and the grader's verdict
 is the one `utils.check` gives in the notebook for the same code.
 
@@ -10,6 +10,7 @@ reference (imported, subclassed, or called), and replace `utils.exercises.check`
 that none of it works (in the sandbox, on by default) and that the honest learners' grades are
 exactly as they were.
 """
+import ast
 import copy
 import csv
 import hashlib
@@ -25,7 +26,8 @@ import nbformat
 import pytest
 
 import utils
-from utils import grade
+from grading import classroom, cli, ids, planning, reading, roster
+from grading.notebook import Options
 
 ROOT = Path(__file__).resolve().parent.parent
 EXERCISE_NB = ROOT / "notebooks" / "01_lstm_bottleneck.ipynb"
@@ -155,7 +157,7 @@ def submission(answers: dict, drop_checks=(), extra_checks=(), extra_markdown=""
     nb = copy.deepcopy(nbformat.read(EXERCISE_NB, as_version=4))
     cells = []
     for cell in nb.cells:
-        id = grade.answer_id(cell)
+        id = reading.answer_id(cell)
         if id in answers:
             cell.source = answers[id]
         if any(f'utils.check("{i}"' in cell.source for i in drop_checks):
@@ -254,7 +256,7 @@ def graded(tmp_path_factory):
     before = {str(f): snapshot(f) for f in folders}
     env = dict(os.environ, COURSE_TEST_SECRET=ENV_SECRET)
     start = time.monotonic()
-    run = subprocess.run([sys.executable, "-m", "utils.grade", str(folder), str(paths["ada1"]), str(paths["ada2"]),
+    run = subprocess.run([sys.executable, "-m", "grading", str(folder), str(paths["ada1"]), str(paths["ada2"]),
                           "--out", str(out), "--lesson", "01",
                           "--cell-timeout", str(CELL_TIMEOUT), "--timeout", "240", "--jobs", "2"],
                          cwd=ROOT, capture_output=True, text=True, timeout=900, env=env)
@@ -345,7 +347,7 @@ def test_no_submission_changes_the_course_the_class_or_the_output(graded):
     assert graded["after"] == graded["before"]  # every submission of the class, byte for byte
     learners = set(graded["details"])
     assert graded["out_files"] == sorted(["gradebook.csv", "gradebook.json", "feedback",
-                                          *(f"feedback/{grade.feedback_name(l)}" for l in learners)])
+                                          *(f"feedback/{roster.feedback_name(l)}" for l in learners)])
     assert "hacked" not in graded["csv_text"] and graded["csv_text"] == (graded["out"] / "gradebook.csv").read_text()
 
 
@@ -358,16 +360,16 @@ def test_feedback_holds_nothing_from_outside_the_submission(graded):
     """mallory's shift_right raises an exception carrying what it could read: another learner's notebook,
     the course's README, /etc/hostname, the parent's command line, the environment, the class folder."""
     texts = {p.name: p.read_text() for p in (graded["out"] / "feedback").glob("*.md")}
-    mallory = texts[grade.feedback_name("mallory")]
+    mallory = texts[roster.feedback_name("mallory")]
     assert "RuntimeError" in mallory  # the exception did reach the feedback, with what it found
     readme_line = next(l for l in (ROOT / "README.md").read_text().splitlines() if len(l) > 30)
     host = socket.gethostname()
     for name, text in texts.items():
-        if name != grade.feedback_name("alice"):
+        if name != roster.feedback_name("alice"):
             assert SECRET not in text, name
         assert ENV_SECRET not in text and str(graded["out"]) not in text and readme_line not in text, name
         assert len(host) < 6 or host not in text, name
-        assert "alice" not in text or name == grade.feedback_name("alice"), name  # no other learner's folder listed
+        assert "alice" not in text or name == roster.feedback_name("alice"), name  # no other learner's folder listed
 
 
 def test_the_course_s_own_reference_is_not_a_learner_s_answer(graded):
@@ -390,13 +392,13 @@ def test_a_renamed_answer_is_found_by_its_signature(graded):
 
 def test_learners_never_share_a_feedback_file(graded):
     out = graded["out"] / "feedback"
-    a, b = out / grade.feedback_name("jo smith"), out / grade.feedback_name("jo_smith")
+    a, b = out / roster.feedback_name("jo smith"), out / roster.feedback_name("jo_smith")
     assert a != b and "Score: 1/4" in a.read_text() and "Score: 0/4" in b.read_text()
     assert graded["rows"]["jo smith"]["feedback"] == f"feedback/{a.name}"
     names = ["jo smith", "jo_smith", "Jo_Smith", "jo-smith", "jo.smith", "jo_smith-" + "0" * 10, "ada", "Ada", "日本"]
-    files = [grade.feedback_name(n).lower() for n in names]  # lower: a case-insensitive file system
+    files = [roster.feedback_name(n).lower() for n in names]  # lower: a case-insensitive file system
     assert len(set(files)) == len(names), files
-    assert grade.feedback_name("alice") == "alice.md"
+    assert roster.feedback_name("alice") == "alice.md"
 
 
 def test_exit_status_names_the_notebooks_not_graded(graded):
@@ -428,7 +430,7 @@ def test_grade_equals_the_in_notebook_verdict(graded, tmp_path, learner, id, sou
     """The same code, checked in this process by `utils.check`, gets the same verdict and message."""
     source = source or solutions()[id]
     cell = tmp_path / "cell.py"  # a real file, so the diagnosis can quote the learner's line, as in a notebook
-    cell.write_text(grade.definitions(source))
+    cell.write_text(reading.definitions(source))
     namespace = {}
     exec("import os, sys\nimport torch\nimport torch.nn as nn\nimport torch.nn.functional as F\n"
          "from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence\n"
@@ -444,12 +446,12 @@ def test_grade_equals_the_in_notebook_verdict(graded, tmp_path, learner, id, sou
 def test_definitions_keep_definitions_and_line_numbers():
     source = ("import torch\nx = 3\nmodel = train(big)\n%time y = 1\n\n@torch.no_grad()\ndef f(a):\n    return a\n"
               "print(f(1))\nclass C:\n    pass\nF = f\n")
-    kept = grade.definitions(source).splitlines()
+    kept = reading.definitions(source).splitlines()
     assert kept[:5] == ["import torch", "x = 3", "#", "#", ""]
     assert kept[5:9] == ["@torch.no_grad()", "def f(a):", "    return a", "#"]
     assert kept[9:12] == ["class C:", "    pass", "F = f"]
-    assert grade.definitions("def broken(:\n") == "def broken(:\n"  # a SyntaxError is left for the kernel to report
-    assert grade.definitions("%%time\nclass A:\n    pass\nA()\n") == "#\nclass A:\n    pass\n#"  # under a cell magic
+    assert reading.definitions("def broken(:\n") == "def broken(:\n"  # a SyntaxError is left for the kernel to report
+    assert reading.definitions("%%time\nclass A:\n    pass\nA()\n") == "#\nclass A:\n    pass\n#"  # under a cell magic
 
 
 def test_plan_runs_definitions_and_grades_each_exercise_at_its_own_last_check():
@@ -459,7 +461,7 @@ def test_plan_runs_definitions_and_grades_each_exercise_at_its_own_last_check():
         nbformat.v4.new_code_cell('def shift_right(t):\n    return t\nutils.check("01.2", shift_right)'),
         nbformat.v4.new_code_cell('utils.check("01.2", rolled_shift)  # a lesson showing a wrong variant\'s diagnosis'),
         nbformat.v4.new_code_cell("history = train(model)")])
-    steps = grade.plan(nb, [grade.CheckCall("01.1", "Encoder"), grade.CheckCall("01.2", "shift_right")], ["01.1", "01.2"])
+    steps = planning.plan(nb, [reading.CheckCall("01.1", "Encoder"), reading.CheckCall("01.2", "shift_right")], ["01.1", "01.2"])
     assert [(s.cell, s.code, s.check and (s.check.id, s.check.expr)) for s in steps] == [
         (2, "def shift_right(t):\n    return t\n#", None),
         (2, "", ("01.2", "shift_right")),
@@ -468,12 +470,12 @@ def test_plan_runs_definitions_and_grades_each_exercise_at_its_own_last_check():
 
 
 def test_check_calls_and_answer_ids():
-    assert [(c.id, c.expr) for c in grade.check_calls('utils.check("01.1", Encoder)')] == [("01.1", "Encoder")]
-    assert [(c.id, c.expr) for c in grade.check_calls('r = utils.check("05.1", (split_heads, merge_heads))')] == [
+    assert [(c.id, c.expr) for c in reading.check_calls('utils.check("01.1", Encoder)')] == [("01.1", "Encoder")]
+    assert [(c.id, c.expr) for c in reading.check_calls('r = utils.check("05.1", (split_heads, merge_heads))')] == [
         ("05.1", "(split_heads, merge_heads)")]
-    assert grade.check_calls("print('no check here')") == []
+    assert reading.check_calls("print('no check here')") == []
     nb = nbformat.read(EXERCISE_NB, as_version=4)
-    assert [grade.answer_id(c) for c in nb.cells if grade.answer_id(c)] == IDS
+    assert [reading.answer_id(c) for c in nb.cells if reading.answer_id(c)] == IDS
 
 
 def test_nbgrader_source_marks_answer_and_check_cells(tmp_path):
@@ -482,13 +484,17 @@ def test_nbgrader_source_marks_answer_and_check_cells(tmp_path):
     assert make_exercises.main(["--nbgrader-source", str(tmp_path)]) == 0
     nb = nbformat.read(tmp_path / "01_lstm_bottleneck" / "01_lstm_bottleneck.ipynb", as_version=4)
     marked = [c for c in nb.cells if "nbgrader" in c.metadata]
-    ids = [c.metadata.nbgrader["grade_id"] for c in marked]
-    assert ids == ["ex01_1", "check01_1", "ex01_2", "check01_2", "ex01_3", "check01_3", "ex01_4", "check01_4"]
+    grade_ids = [c.metadata.nbgrader["grade_id"] for c in marked]
+    # nbgrader's notebooks in the wild carry these ids: the format is pinned here, literally.
+    assert grade_ids == ["ex01_1", "check01_1", "ex01_2", "check01_2", "ex01_3", "check01_3", "ex01_4", "check01_4"]
+    assert grade_ids == [f(i) for i in IDS for f in (ids.answer_grade_id, ids.check_grade_id)]
+    assert [ids.exercise_of_answer(g) for g in ("ex01_1", "ex01_1_2", "ex10_12", "check01_1", "answer_3")] == [
+        "01.1", "01.1", "10.12", None, None]
     assert all(("### BEGIN SOLUTION" in c.source) == c.metadata.nbgrader["solution"] for c in marked)
     assert all(c.metadata.nbgrader["locked"] == ("utils.check(" in c.source) for c in marked)
     # Each exercise's check cell is an autograded test cell worth the exercise's difficulty in points.
     tests = {c.metadata.nbgrader["grade_id"]: c.metadata.nbgrader.get("points") for c in marked if c.metadata.nbgrader["grade"]}
-    assert tests == {f"check{i.replace('.', '_')}": utils.exercises.get(i).difficulty for i in IDS}
+    assert tests == {ids.check_grade_id(i): utils.exercises.get(i).difficulty for i in IDS}
 
 
 def test_a_check_cell_raises_only_under_nbgrader(monkeypatch):
@@ -510,21 +516,21 @@ def test_a_check_cell_raises_only_under_nbgrader(monkeypatch):
 def test_learner_names(tmp_path):
     names = ["01_lstm_bottleneck"]
     klass = tmp_path / "class"
-    assert grade.learner_name(klass / "alice" / "01_lstm_bottleneck.ipynb", klass, names) == "alice"
-    assert grade.learner_name(klass / "bob_01_lstm_bottleneck.ipynb", klass, names) == "bob"
-    assert grade.learner_name(klass / "carol.ipynb", klass, names) == "carol"
+    assert roster.learner_name(klass / "alice" / "01_lstm_bottleneck.ipynb", klass, names) == "alice"
+    assert roster.learner_name(klass / "bob_01_lstm_bottleneck.ipynb", klass, names) == "bob"
+    assert roster.learner_name(klass / "carol.ipynb", klass, names) == "carol"
     given = tmp_path / "a" / "ada" / "01_lstm_bottleneck.ipynb"  # a file named as the lesson, given as a path
-    assert grade.learner_name(given, given.parent, names) == "ada"
+    assert roster.learner_name(given, given.parent, names) == "ada"
     nbgrader = tmp_path / "course" / "submitted" / "dave" / "01_lstm_bottleneck" / "01_lstm_bottleneck.ipynb"
-    assert grade.learner_name(nbgrader, tmp_path / "course", names) == "dave"
+    assert roster.learner_name(nbgrader, tmp_path / "course", names) == "dave"
 
 
 def test_usage_errors_are_clear(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit:
-        grade.main([str(tmp_path / "missing"), "--out", str(tmp_path / "out")])
+        cli.main([str(tmp_path / "missing"), "--out", str(tmp_path / "out")])
     assert exit.value.code == 2 and "no such file or folder" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
-    assert grade.main([str(tmp_path / "empty"), "--out", str(tmp_path / "out")]) == 1
+    assert cli.main([str(tmp_path / "empty"), "--out", str(tmp_path / "out")]) == 1
     assert "no notebooks" in capsys.readouterr().err
 
 
@@ -534,35 +540,35 @@ _ICON_STATUS = {"✅": "pass", "❌": "fail", "⏳": "not attempted"}
 def test_every_solution_notebook_grades_as_its_stored_verdicts(tmp_path):
     """For every lesson, the grade equals the verdict its solution notebook shows under each check cell."""
     paths = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.ipynb"))
-    assignments = grade.course_assignments()
+    assignments = planning.course_assignments()
     shown = {}
     for path in paths:
         nb = nbformat.read(path, as_version=4)
         lesson = path.name[:2]
-        for step in grade.plan(nb, assignments.get(lesson, ("", []))[1], grade.course_ids(lesson)):
+        for step in planning.plan(nb, assignments.get(lesson, ("", []))[1], planning.course_ids(lesson)):
             if step.check and step.cell < len(nb.cells):
                 text = "".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", ""))
                                for o in nb.cells[step.cell].outputs)
                 icons = [_ICON_STATUS[ch] for ch in text if ch in _ICON_STATUS]
                 assert icons, f"{path.name}: the check cell of {step.check.id} shows no verdict"
                 shown[(path.name, step.check.id)] = icons[-1]
-    rows = grade.grade(paths, tmp_path / "out", grade.Options(timeout=240, cell_timeout=60), jobs=2, log=lambda *a: None)
+    rows = classroom.grade(paths, tmp_path / "out", Options(timeout=240, cell_timeout=60), jobs=2, log=lambda *a: None)
     graded = {(Path(r.notebook).name, id): v["status"] for r in rows for id, v in r.results.items()}
     assert all(r.status == "graded" for r in rows), [(r.notebook, r.problem) for r in rows if r.status != "graded"]
     assert graded == shown
 
 
 def test_without_bubblewrap_the_grader_stops_and_says_so(monkeypatch, tmp_path, capsys):
-    from utils import sandbox
+    from grading import sandbox
 
     monkeypatch.setattr(sandbox, "problem", lambda: "bubblewrap (`bwrap`) is not installed: `sudo apt-get install bubblewrap`")
     nbformat.write(submission({}), tmp_path / "carol.ipynb")
-    assert grade.main([str(tmp_path / "carol.ipynb"), "--out", str(tmp_path / "out")]) == 2
+    assert cli.main([str(tmp_path / "carol.ipynb"), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "NOT GRADING" in err and "apt-get install bubblewrap" in err and "--no-sandbox" in err
     assert not (tmp_path / "out").exists()
     with pytest.raises(RuntimeError, match="no sandbox"):
-        grade.grade([tmp_path], tmp_path / "out", grade.Options())
+        classroom.grade([tmp_path], tmp_path / "out", Options())
 
 
 def test_no_sandbox_grades_the_same(tmp_path):
@@ -570,6 +576,27 @@ def test_no_sandbox_grades_the_same(tmp_path):
     path = tmp_path / "bob" / "01_lstm_bottleneck.ipynb"
     path.parent.mkdir()
     nbformat.write(submission({"01.1": ENCODER_NO_PACKING, "01.2": SHIFT_ROLL, "01.3": DECODER_SOFTMAX}), path)
-    rows = grade.grade([tmp_path], tmp_path / "out", grade.Options(sandbox=False, cell_timeout=CELL_TIMEOUT),
+    rows = classroom.grade([tmp_path], tmp_path / "out", Options(sandbox=False, cell_timeout=CELL_TIMEOUT),
                        log=lambda *a: None)
     assert [rows[0].results[i]["status"] for i in IDS] == list(EXPECTED["bob"][1:])
+
+
+def test_utils_holds_no_grader_code_and_utils_grade_forwards(tmp_path):
+    """Only utils/integrity.py (run in the learner's kernel) and the forwarding utils/grade.py are the grader's in utils/;
+    `python -m utils.grade` still runs the grader, and says where it went."""
+    importing = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "utils").rglob("*.py")
+                       if "grading" in {n.split(".")[0] for n in _imported_modules(p)})
+    assert importing == ["utils/grade.py"]
+    run = subprocess.run([sys.executable, "-m", "utils.grade", str(tmp_path / "missing"), "--out", str(tmp_path / "o")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "python -m grading" in run.stderr and "no such file or folder" in run.stderr
+
+
+def _imported_modules(path: Path) -> set:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names

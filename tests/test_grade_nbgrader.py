@@ -1,5 +1,5 @@
 """The README's nbgrader steps, with the real nbgrader: generate the assignment, fake two learners'
-submissions in `submitted/`, `nbgrader autograde` them, and compare the points with `utils.grade`'s.
+submissions in `submitted/`, `nbgrader autograde` them, and compare the points with `python -m grading`'s.
 
 Lesson 03 (its notebook runs in seconds); one learner, bob, has two exercises right, one wrong and
 one not attempted (a second learner would double the test's time, about a minute on an idle CPU). nbgrader runs every cell, training included (in the
@@ -15,7 +15,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from utils import grade
+from grading import classroom, reading
+from grading.ids import check_grade_id
+from grading.notebook import Options
 from utils.exercises import get
 
 pytest.importorskip("nbgrader", reason="nbgrader is installed by requirements.txt (and CI); not here")
@@ -57,12 +59,12 @@ def round_trip(tmp_path_factory):
     for learner, given in answers.items():
         nb = copy.deepcopy(release)
         for cell in nb.cells:
-            if grade.answer_id(cell) in given:
-                cell.source = given[grade.answer_id(cell)]
+            if reading.answer_id(cell) in given:
+                cell.source = given[reading.answer_id(cell)]
         path = course / "submitted" / learner / LESSON / f"{LESSON}.ipynb"
         path.parent.mkdir(parents=True)
         nbformat.write(nb, path)
-    # 3. nbgrader's points, and utils.grade's verdicts, for the same submissions.
+    # 3. nbgrader's points, and the course grader's verdicts, for the same submissions.
     autograde = nbgrader(course, "autograde", LESSON, "--create", env=env)
     from nbgrader.api import Gradebook
 
@@ -72,7 +74,7 @@ def round_trip(tmp_path_factory):
             notebook = gb.find_submission_notebook(LESSON, LESSON, learner)
             points[learner] = {g.name: (g.score, g.max_score) for g in notebook.grades}
     out = course / "grades"
-    rows = grade.grade([course / "submitted"], out, grade.Options(lesson="03"), jobs=2, log=lambda *a: None)
+    rows = classroom.grade([course / "submitted"], out, Options(lesson="03"), jobs=2, log=lambda *a: None)
     csv_rows = {r["learner"]: r for r in csv.DictReader(open(out / "gradebook.csv"))}
     validate = subprocess.run([sys.executable, "-m", "nbgrader", "validate",
                                str(course / "submitted" / "bob" / LESSON / f"{LESSON}.ipynb")],
@@ -80,13 +82,13 @@ def round_trip(tmp_path_factory):
     return dict(points=points, rows={r.learner: r for r in rows}, csv=csv_rows, autograde=autograde, validate=validate)
 
 
-def test_nbgrader_gives_the_points_utils_grade_gives(round_trip):
+def test_nbgrader_gives_the_points_the_course_grader_gives(round_trip):
     for learner, row in round_trip["rows"].items():
         assert row.status == "graded", row.problem
         nbgrader_points = round_trip["points"][learner]
-        assert sorted(nbgrader_points) == [f"check{id.replace('.', '_')}" for id in IDS]
+        assert sorted(nbgrader_points) == [check_grade_id(id) for id in IDS]
         for id in IDS:
-            score, max_score = nbgrader_points[f"check{id.replace('.', '_')}"]
+            score, max_score = nbgrader_points[check_grade_id(id)]
             assert max_score == get(id).difficulty  # points: the exercise's difficulty
             assert (score == max_score) == (row.results[id]["status"] == "pass"), (learner, id, score, row.results[id])
             assert score in (0, max_score)

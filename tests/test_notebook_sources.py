@@ -2,7 +2,6 @@
 solution code shown in a lesson is exactly the reference that the checks and fallbacks use."""
 import ast
 import inspect
-import re
 import textwrap
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import nbformat
 import pytest
 from jupytext.compare import compare_notebooks
 
+from grading.ids import checked_ids
 from tools.make_exercises import exercise_notebook, has_solution, render, strip_solutions
 from utils import exercises
 
@@ -56,7 +56,7 @@ def test_solution_cells_equal_the_references_and_every_exercise_is_checked(path)
     lesson = path.name[:2]
     ids = [i for i in exercises.all_ids() if i.startswith(lesson + ".")]
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
-    checked = set(re.findall(r"utils\.check\(\"(\d\d\.\d+)\"", code))
+    checked = set(checked_ids(code))
     assert checked == set(ids), f"check cells {sorted(checked)} vs registered exercises {ids}"
     shown = {}
     for cell in nb.cells:

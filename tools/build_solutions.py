@@ -3,6 +3,7 @@ the exercise notebooks. Usage, from the repository root::
 
     python -m tools.build_solutions 01 03      # lessons 01 and 03
     python -m tools.build_solutions            # every lesson
+    python -m tools.build_solutions 01 --force # also where a learner worked in notebooks/ (see tools.make_exercises)
 
 The text file ``solutions/NN_name.py`` (jupytext percent format) is what you edit and review;
 ``solutions/NN_name.ipynb`` is written from it, executed in a fresh kernel (full budgets, never
@@ -80,14 +81,17 @@ def build(py_path) -> float:
     return seconds
 
 
-def main(lessons) -> None:
+def main(args) -> int:
+    """Build the lessons named in ``args`` (every lesson if none), then the exercise notebooks: 1 when
+    one of them holds a learner's work and was not overwritten (``--force`` passes on)."""
+    lessons = [a for a in args if a != "--force"]
     paths = sorted((ROOT / "solutions").glob("[0-9][0-9]_*.py"))
     for path in paths:
         if not lessons or path.name[:2] in lessons:
             print(f"executing {path.name} ...", flush=True)
             print(f"  done in {build(path):.1f} s", flush=True)
-    make_exercises([])
+    return make_exercises(["--force"] if "--force" in args else [])
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(main(sys.argv[1:]))

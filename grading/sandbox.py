@@ -1,13 +1,13 @@
 """A bubblewrap sandbox for a learner's kernel, so that grading a class is safe (Linux).
 
-``python -m utils.grade`` starts one Jupyter kernel per submission. Learner code is untrusted, so
+``python -m grading`` starts one Jupyter kernel per submission. Learner code is untrusted, so
 on Linux that kernel runs inside `bubblewrap <https://github.com/containers/bubblewrap>`_ (``bwrap``,
 the sandbox Flatpak uses; Debian package ``bubblewrap``; it needs no root, only user namespaces),
 where it sees:
 
 * read-only: the system's programs and libraries (``/usr``), the Python environment
   (``sys.prefix``, site-packages) and the course's ``utils/`` package, nothing else of the
-  repository (no solutions, no notebooks);
+  repository (no solutions, no notebooks, not the grader's own package ``grading/``);
 * read-only, its own submission, as ``/tmp/submission/<notebook>``;
 * writable: a private, empty ``/tmp`` in memory (``--tmp-mb``, 256 MB), gone with the kernel, and
   the folder that holds the kernel's connection file and sockets (its own; nothing is read from it);
@@ -20,7 +20,9 @@ Limits: address space (``--memory-mb``, 4096 MB by default: PyTorch reserves muc
 uses) and CPU time (``RLIMIT_CPU``) per process, 64 MB per file written. When the kernel is shut
 down, bubblewrap's process 1 of the namespace dies, and the Linux kernel kills every process left
 in it: nothing a submission started (a detached process, a new session) survives grading.
-``--die-with-parent`` does the same if the grader itself is killed.
+If the grader itself is killed outright (SIGKILL), the kernel's first process dies with it too
+(``PR_SET_PDEATHSIG``, which bwrap's ``--die-with-parent`` sets only inside the sandbox, for the
+process under bwrap's own), and with it the whole sandbox.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ import site
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -128,19 +131,63 @@ def problem() -> str:
     return ""
 
 
+# Die with the grader (the process whose id is `parent`), even one killed outright: the Linux kernel
+# sends SIGKILL when the parent dies (PR_SET_PDEATHSIG = 1, kept across exec); if it died already, exit.
+_DIE_WITH_PARENT = ("import ctypes, os, signal, sys\n"
+                    "def die_with(parent):\n"
+                    "    if parent and sys.platform.startswith('linux'):\n"
+                    "        ctypes.CDLL(None).prctl(1, signal.SIGKILL)\n"
+                    "        if os.getppid() != parent:\n"
+                    "            os._exit(1)\n")
 # The kernel's first process sets its limits, then becomes the kernel (limits are inherited by
 # everything it starts). RLIMIT_CPU is in CPU seconds; its soft limit sends SIGXCPU, the hard one SIGKILL.
-_LIMITS = ("import os, resource, sys\n"
-           "mem, cpu, fsize = (int(v) for v in sys.argv[1:4])\n"
-           "resource.setrlimit(resource.RLIMIT_AS, (mem, mem))\n"
-           "resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))\n"
-           "resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))\n"
-           "os.execv(sys.executable, [sys.executable, *sys.argv[4:]])\n")
+# Before that it forks a watcher that holds the read end of the grader's lifeline (a pipe whose write
+# end only the grader holds): when the grader dies, however it dies, the watcher reads the end of the
+# pipe and kills the kernel, and with it the sandbox. The watcher dies with the kernel.
+_LIMITS = _DIE_WITH_PARENT + (
+    "import resource\n"
+    "mem, cpu, fsize, parent, lifeline = (int(v) for v in sys.argv[1:6])\n"
+    "die_with(parent)\n"
+    "resource.setrlimit(resource.RLIMIT_AS, (mem, mem))\n"
+    "resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))\n"
+    "resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))\n"
+    "if lifeline >= 0:\n"
+    "    kernel = os.getpid()\n"
+    "    if os.fork() == 0:\n"
+    "        die_with(kernel)\n"
+    "        while os.read(lifeline, 64):\n"
+    "            pass\n"
+    "        os.kill(kernel, signal.SIGKILL)\n"
+    "        os._exit(0)\n"
+    "    os.close(lifeline)\n"
+    "os.execv(sys.executable, [sys.executable, *sys.argv[6:]])\n")
+# Outside the sandbox: die with the grader, open bwrap's arguments as a descriptor, become bwrap.
+_LAUNCH = _DIE_WITH_PARENT + (
+    "die_with(int(sys.argv[1]))\n"
+    "fd = os.open(sys.argv[3], os.O_RDONLY)\n"
+    "os.set_inheritable(fd, True)\n"
+    "os.execv(sys.argv[2], [sys.argv[2], '--args', str(fd), '--', *sys.argv[4:]])\n")
 
 
-def limited(argv: list[str], memory_mb: int, cpu_seconds: int, file_mb: int = 64) -> list[str]:
-    """Python with arguments ``argv`` (``["-m", "ipykernel_launcher", ...]``), under the memory, CPU-time and file-size limits."""
-    return [sys.executable, "-c", _LIMITS, str(memory_mb * 2 ** 20), str(int(cpu_seconds)), str(file_mb * 2 ** 20), *argv]
+def limited(argv: list[str], memory_mb: int, cpu_seconds: int, file_mb: int = 64, die_with_grader: bool = False,
+            lifeline: int = -1) -> list[str]:
+    """Python with arguments ``argv`` (``["-m", "ipykernel_launcher", ...]``), under the memory, CPU-time and
+    file-size limits. die_with_grader: killed when this process dies (its direct child only, outside a
+    sandbox); lifeline: the descriptor, passed to the process, of the read end of :func:`lifeline`."""
+    return [sys.executable, "-c", _LIMITS, str(memory_mb * 2 ** 20), str(int(cpu_seconds)), str(file_mb * 2 ** 20),
+            str(os.getpid() if die_with_grader else 0), str(lifeline), *argv]
+
+
+_LIFELINE: list = []  # (read end, write end), made once
+_LIFELINE_LOCK = threading.Lock()
+
+
+def lifeline() -> int:
+    """The read end of this process's lifeline: a pipe whose write end it keeps open until it dies."""
+    with _LIFELINE_LOCK:
+        if not _LIFELINE:
+            _LIFELINE.extend(os.pipe())  # neither end is inherited, except where a launch passes the read end (pass_fds)
+    return _LIFELINE[0]
 
 
 def command(argv: list[str], *, own: str, submission: Path | None, env: dict,
@@ -173,5 +220,4 @@ def command(argv: list[str], *, own: str, submission: Path | None, env: dict,
         return [*args, "--", *argv]
     with open(args_file, "wb") as f:
         f.write(b"".join(a.encode() + b"\0" for a in args[1:]))
-    # sh opens the file as descriptor 3 and becomes bwrap (exec), which reads its arguments from it.
-    return ["/bin/sh", "-c", 'f="$1"; shift; exec "$0" --args 3 -- "$@" 3< "$f"', path, args_file, *argv]
+    return [sys.executable, "-c", _LAUNCH, str(os.getpid()), path, args_file, *argv]
