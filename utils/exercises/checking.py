@@ -106,10 +106,15 @@ def instantiate(Candidate, *args, **kwargs):
 
 
 def copy_weights(source: nn.Module, target: nn.Module, what: str) -> None:
-    """Load ``source``'s parameters into ``target``, naming any layer that is missing or mis-shaped."""
+    """Load ``source``'s parameters into ``target``, naming any layer that is missing or mis-shaped.
+
+    Buffers of the learner's own that the course's module has not (``self.register_buffer("mask", ...)``,
+    nanoGPT's habit) are kept as they are: they are not weights, and the checks compare behaviour.
+    """
     want, got = source.state_dict(), target.state_dict()
+    own_buffers = {name for name, _ in target.named_buffers()} - set(want)
     missing = [k for k in want if k not in got]
-    extra = [k for k in got if k not in want]
+    extra = [k for k in got if k not in want and k not in own_buffers]
     expect(not missing and not extra,
            f"{what} should have exactly the layers its docstring names, with the same names (the check, and the "
            "lesson's later cells, find them by name). "
@@ -120,7 +125,7 @@ def copy_weights(source: nn.Module, target: nn.Module, what: str) -> None:
         expect(want[k].shape == got[k].shape,
                f"{what}: `{k}` has shape {tuple(got[k].shape)}, expected {tuple(want[k].shape)}. Check the sizes you pass to the layer.")
     expect_own_modules(target, what)
-    target.load_state_dict(want)
+    target.load_state_dict(want, strict=not own_buffers)
 
 
 def expect_own_modules(module: nn.Module, what: str) -> None:

@@ -241,7 +241,7 @@ def check_gpt(Candidate):
                 "are (its embeddings are initialised small instead).": m(scale=True),
             }, otherwise="Embed (tokens + positions), run the blocks with the causal mask, then the final norm and the head.")
         free = instantiate(Candidate, *args, causal=False)
-        free.load_state_dict(ref.state_dict())
+        copy_weights(ref, free, "Your GPT")
         ids = torch.randint(0, V, (2, T), generator=g)
         expect(close(free.eval()(ids), _gpt_variant(ref, ids, mask="none")),
                "With causal=False the model must use no mask at all (every position sees the whole sequence): pass "
