@@ -35,7 +35,9 @@ def expect(condition: bool, message: str) -> None:
 
 def expect_tensor(x, what: str) -> torch.Tensor:
     expect(torch.is_tensor(x), f"{what} should be a torch.Tensor, but it is {type(x).__name__}"
-           + (" (did you forget a `return`?)" if x is None else "") + ".")
+           + (" (did you forget a `return`?)" if x is None else "")
+           + (" (`.item()`, `float()` or NumPy turn a tensor into a plain number: return the tensor itself, which "
+              "keeps its gradient)" if isinstance(x, (float, int)) and not isinstance(x, bool) else "") + ".")
     return x
 
 
