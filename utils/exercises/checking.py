@@ -66,8 +66,9 @@ def close(a, b, atol: float = 1e-5, rtol: float = 1e-4) -> bool:
 def expect_close(got, want, what: str, *, mistakes: dict | None = None, otherwise: str = "", atol=1e-5, rtol=1e-4) -> None:
     """``got`` equals ``want``; else name the first known mistake whose output ``got`` matches.
 
-    mistakes: ``{message: output that mistake would give}`` (entries may be None), or a function that
-    returns it, called only when ``got`` differs (the mistakes' outputs can cost more than the check).
+    mistakes: ``{message: output that mistake would give}`` (entries may be None) or a list of such pairs (when
+    several mistakes share a message), or a function that returns either, called only when ``got`` differs (the
+    mistakes' outputs can cost more than the check).
     """
     expect_shape(got, want.shape, what)
     expect_finite(got, what)
@@ -75,7 +76,7 @@ def expect_close(got, want, what: str, *, mistakes: dict | None = None, otherwis
         return
     if callable(mistakes):
         mistakes = mistakes()
-    for message, output in (mistakes or {}).items():
+    for message, output in (mistakes.items() if isinstance(mistakes, dict) else mistakes or ()):
         if output is not None and close(got, output, atol, rtol):
             raise Mistake(message)
     raise Mistake(f"{what} has the right shape but the wrong values. {otherwise}".strip())
@@ -139,6 +140,28 @@ def expect_own_modules(module: nn.Module, what: str) -> None:
                 raise Mistake(f"{what}: `{name}` and `{seen[id(sub)]}` are the same module object, so they share their "
                               "weights. Each sublayer needs its own: create a new layer for each name.")
             seen.setdefault(id(sub), name)
+
+
+def residual_stack(x, sublayers: dict, norms: dict, order, *, pre_ln: bool, residual=None, unnormed=()):
+    """x through ``sublayers`` in ``order``, each wrapped in its residual connection and LayerNorm: the blocks of
+    lessons 06 and 07 written with one realistic mistake (the order, which norm, a residual left out).
+
+    sublayers: {kind: f(h, stream)}, h the sublayer's input (normalised in pre-LN), stream the residual stream
+    (x so far); norms: {kind: LayerNorm}; pre-LN: x + f(LN(x)), post-LN: LN(x + f(x)). residual: the kinds that
+    keep their residual connection (all by default); unnormed: kinds whose pre-LN input is x itself.
+    Returns None when the mistake cannot run (shapes that do not fit).
+    """
+    residual = set(order) if residual is None else set(residual)
+    try:
+        for kind in order:
+            keep = x if kind in residual else 0
+            if pre_ln:
+                x = keep + sublayers[kind](x if kind in unnormed else norms[kind](x), x)
+            else:
+                x = norms[kind](keep + sublayers[kind](x, x))
+    except (RuntimeError, ValueError):
+        return None
+    return x
 
 
 def callable_candidate(candidate, what: str) -> None:

@@ -22,6 +22,8 @@ What the rest of the lesson relies on; each is stated in the skeleton's docstrin
 """
 from __future__ import annotations
 
+import itertools
+
 import torch
 import torch.nn.functional as F
 
@@ -30,7 +32,8 @@ from utils.attention import causal_mask
 from utils.data import EOS, PAD, SOS
 from utils.exercises import exercise
 from utils.exercises.checking import (Mistake, callable_candidate, close, copy_weights, expect, expect_close,
-                                      expect_finite, expect_same_gradients, expect_shape, expect_tensor, instantiate)
+                                      expect_finite, expect_same_gradients, expect_shape, expect_tensor, instantiate,
+                                      residual_stack)
 
 
 # ----------------------------------------------------------------- references of 07.2 and 07.3
@@ -76,45 +79,93 @@ def greedy_decode(model, src, src_lengths, max_len: int):
 
 
 # ----------------------------------------------------------------- 07.1 the decoder block
-def _layer_mutant(layer, x, memory, tgt_mask, memory_mask, *, causal=True, cross_kv="memory", cross_mask="memory",
-                  use_memory_mask=True, residual=True, pre_ln=None, norms=(1, 2, 3), order=("sa", "ca", "ff"),
-                  memory_normed=False, self_attn_kv=None):
+_KINDS = ("sa", "ca", "ff")
+_SUBLAYER = {"sa": "masked self-attention", "ca": "cross-attention", "ff": "feed-forward"}
+
+
+def _layer_mutant(layer, x, memory, tgt_mask, memory_mask, *, pre_ln=None, order=_KINDS, norms=(1, 2, 3),
+                  residual=None, unnormed=(), causal=True, use_memory_mask=True, ca_query="h", ca_kv="memory",
+                  ca_mask="memory", sa_kv="h", memory_normed=False):
     """The output of ``layer`` (the reference's weights) computed with one realistic mistake.
 
-    cross_kv: "memory" (right), "h" (the sublayer's input) or "x" (the residual stream) as cross-attention's keys
-    and values; cross_mask: "memory", "tgt" or None; self_attn_kv="memory": self-attention reading memory.
-    Returns None when the mistake cannot run (e.g. a (B, 1, S) mask against T keys).
+    norms: the norm number of each of self-attention, cross-attention, feed-forward, or "position" (norm1 for the
+    first sublayer run, ...); residual / unnormed: see checking.residual_stack; ca_query, ca_kv: "h" (the sublayer's
+    input), "x" (the residual stream) or "memory"; ca_mask: "memory", "tgt" or None; sa_kv="memory": self-attention
+    reading memory. Returns None when the mistake cannot run (e.g. a (B, 1, S) mask against T keys).
     """
     pre_ln = layer.norm_first if pre_ln is None else pre_ln
-    norm = {i: getattr(layer, f"norm{n}") for i, n in zip((1, 2, 3), norms)}
-    tmask = tgt_mask if causal else None
+    numbers = {kind: i + 1 for i, kind in enumerate(order)} if norms == "position" else dict(zip(_KINDS, norms))
+    norm = {kind: getattr(layer, f"norm{n}") for kind, n in numbers.items()}
     masks = {"memory": memory_mask if use_memory_mask else None, "tgt": tgt_mask, None: None}
 
-    def sub(kind, h, stream):
-        if kind == "sa":
-            kv = memory if self_attn_kv == "memory" else h
-            return layer.self_attn(h, kv, kv, memory_mask if self_attn_kv == "memory" else tmask)[0]
-        if kind == "ca":
-            kv = {"memory": norm[2](memory) if memory_normed else memory, "h": h, "x": stream}[cross_kv]
-            return layer.cross_attn(h, kv, kv, masks[cross_mask])[0]
-        return layer.ff(h)
+    def sa(h, stream):
+        if sa_kv == "memory":
+            return layer.self_attn(h, memory, memory, memory_mask)[0]
+        return layer.self_attn(h, h, h, tgt_mask if causal else None)[0]
 
-    slot = {"sa": 1, "ca": 2, "ff": 3}
-    try:
-        for kind in order:
-            n = norm[slot[kind]]
-            if pre_ln:
-                x = (x if residual else 0) + sub(kind, n(x), x)
-            else:
-                x = n((x if residual else 0) + sub(kind, x, x))
-    except (RuntimeError, ValueError):
-        return None
-    return x
+    def ca(h, stream):
+        source = {"h": h, "x": stream, "memory": memory}
+        kv = norm["ca"](memory) if memory_normed else source[ca_kv]
+        return layer.cross_attn(source[ca_query], kv, kv, masks[ca_mask])[0]
+
+    return residual_stack(x, {"sa": sa, "ca": ca, "ff": lambda h, stream: layer.ff(h)}, norm, order, pre_ln=pre_ln,
+                          residual=residual, unnormed=unnormed)
+
+
+def _decoder_mistakes(ref, x, memory, tgt_mask, memory_mask) -> list:
+    """[(message, output)] of the realistic mistakes of a decoder block (several mistakes may share a message)."""
+    norm_first = ref.norm_first
+    pre = "pre-LN (x + Sublayer(LayerNorm(x)))" if norm_first else "post-LN (LayerNorm(x + Sublayer(x)))"
+    other = "post-LN" if norm_first else "pre-LN"
+    m = lambda **kw: _layer_mutant(ref, x, memory, tgt_mask, memory_mask, **kw)  # noqa: E731
+    sources = [(kv, cm) for kv in ("h", "x") for cm in ("tgt", None, "memory")]
+    out = [
+        ("Your self-attention ignores `tgt_mask`: every position sees the future target tokens, which at "
+         "generation time do not exist yet. Pass tgt_mask to the self-attention.", m(causal=False)),
+        *((_CROSS_ON_X, m(ca_kv=kv, ca_mask=cm)) for kv, cm in sources),
+        *((_QUERIES_FROM_MEMORY, m(ca_query="memory", ca_kv=kv, ca_mask=cm)) for kv, cm in sources),
+        ("Self-attention must attend over the target itself (queries, keys and values from x): yours reads "
+         "`memory`, which is cross-attention's job.", m(sa_kv="memory")),
+        ("Your cross-attention ignores `memory_mask`: the decoder attends to the source's padding.", m(use_memory_mask=False)),
+        ("A residual connection is missing: each sublayer's output is *added* to its input (all three are missing).",
+         m(residual=())),
+        (f"With norm_first={norm_first} the block is {pre}; you wrote {other}. Branch on self.norm_first.",
+         m(pre_ln=not norm_first)),
+        ("Do not normalise `memory` in the decoder: the encoder's final LayerNorm already did (pre-LN); normalise "
+         "only x, the decoder's own stream.", m(memory_normed=True) if norm_first else None),
+    ]
+    for kind in _KINDS:
+        out.append((f"The residual connection around the {_SUBLAYER[kind]} is missing: its output must be *added* to "
+                    f"its input, {pre}.", m(residual=set(_KINDS) - {kind})))
+        if norm_first:
+            n = _KINDS.index(kind) + 1
+            out.append((f"In pre-LN every sublayer reads the *normalised* stream: the {_SUBLAYER[kind]} reads "
+                        f"`self.norm{n}(x)`, not x" + (" (its queries; memory, the keys and values, is not normalised "
+                                                       "again)." if kind == "ca" else "."), m(unnormed=(kind,))))
+    for order in itertools.permutations(_KINDS):
+        if order != _KINDS:
+            shown = ", ".join(_SUBLAYER[k] for k in order)
+            message = (f"The sublayers are in the wrong order: yours runs {shown}. It is masked self-attention "
+                       "(norm1), then cross-attention (norm2), then the feed-forward (norm3)"
+                       + (": the feed-forward comes last." if order[-1] != "ff" else "."))
+            out += [(message, m(order=order)), (message, m(order=order, norms="position"))]
+    for norms in itertools.product((1, 2, 3), repeat=3):
+        if len(set(norms)) == 3 and norms != (1, 2, 3):
+            out.append(("The LayerNorms are mixed up: norm1 goes with self-attention, norm2 with cross-attention, "
+                        "norm3 with the feed-forward.", m(norms=norms)))
+        elif len(set(norms)) < 3:
+            twice = next(n for n in norms if norms.count(n) > 1)
+            out.append((f"You use `self.norm{twice}` for more than one sublayer: each has its own LayerNorm, norm1 for "
+                        "self-attention, norm2 for cross-attention, norm3 for the feed-forward.", m(norms=norms)))
+    return out
 
 
 _CROSS_ON_X = ("Cross-attention takes its keys and values from `memory` (the encoder's output), not from x: "
                "`self._ca(h, memory, memory_mask)`, whose inside is cross_attn(h, memory, memory, memory_mask). "
                "With keys from x the decoder never reads the source.")
+_QUERIES_FROM_MEMORY = ("Cross-attention's queries and keys are the wrong way round: the queries come from the decoder "
+                        "(x, normalised in pre-LN), the keys and values from `memory`. Yours takes its queries from "
+                        "memory and its keys and values from x: `self._ca(h, memory, memory_mask)`.")
 
 
 def _randomised_layer(d, h, ff, norm_first, seed):
@@ -169,26 +220,9 @@ def check_decoder_layer(Candidate):
             raise Mistake("The output has one vector per *source* position: in cross-attention the queries come from "
                           "the decoder (x), the keys and values from `memory`.")
         want = ref(x, memory, tgt_mask, memory_mask)
-        pre = "pre-LN (x + Sublayer(LayerNorm(x)))" if norm_first else "post-LN (LayerNorm(x + Sublayer(x)))"
-        other = "post-LN" if norm_first else "pre-LN"
-        m = lambda **kw: _layer_mutant(ref, x, memory, tgt_mask, memory_mask, **kw)  # noqa: E731
-        expect_close(got, want, "the decoder block's output", mistakes=lambda: {
-            "Your self-attention ignores `tgt_mask`: every position sees the future target tokens, which at "
-            "generation time do not exist yet. Pass tgt_mask to the self-attention.": m(causal=False),
-            **{_CROSS_ON_X + " " * i: m(cross_kv=kv, cross_mask=cm)  # one key per variant (the spaces do not show)
-               for i, (kv, cm) in enumerate((kv, cm) for kv in ("h", "x") for cm in ("tgt", None, "memory"))},
-            "Self-attention must attend over the target itself (queries, keys and values from x): yours reads "
-            "`memory`, which is cross-attention's job.": m(self_attn_kv="memory"),
-            "Your cross-attention ignores `memory_mask`: the decoder attends to the source's padding.": m(use_memory_mask=False),
-            "A residual connection is missing: each sublayer's output is *added* to its input.": m(residual=False),
-            f"With norm_first={norm_first} the block is {pre}; you wrote {other}. Branch on self.norm_first.": m(pre_ln=not norm_first),
-            "The sublayers are in the wrong order: masked self-attention, then cross-attention, then feed-forward.": m(order=("ca", "sa", "ff")),
-            "The feed-forward comes last, after cross-attention.": m(order=("sa", "ff", "ca")),
-            "The LayerNorms are mixed up: norm1 goes with self-attention, norm2 with cross-attention, norm3 with the "
-            "feed-forward.": m(norms=(1, 3, 2)),
-            "Do not normalise `memory` in the decoder: the encoder's final LayerNorm already did (pre-LN); normalise "
-            "only x, the decoder's own stream.": m(memory_normed=True) if norm_first else None,
-        }, otherwise="Follow the three sublayers of the docstring: masked self-attention, cross-attention, feed-forward, "
+        expect_close(got, want, "the decoder block's output",
+                     mistakes=lambda: _decoder_mistakes(ref, x, memory, tgt_mask, memory_mask),
+                     otherwise="Follow the three sublayers of the docstring: masked self-attention, cross-attention, feed-forward, "
                      "each with its residual connection and LayerNorm.")
         # The property the lesson is about: position t cannot see target positions after t.
         x2 = x.clone()
