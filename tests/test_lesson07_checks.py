@@ -254,7 +254,7 @@ def _decode(start=SOS, last=True, pad_after=True, keep_sos=False, extra=0, stop=
 def test_greedy_decode_mistakes():
     fails_with("07.3", _decode(start=PAD), "<sos>")
     fails_with("07.3", _decode(last=False), "last* position")
-    fails_with("07.3", _decode(pad_after=False), "write pad")
+    fails_with("07.3", _decode(pad_after=False), "fill the rest of its row with pad")
     fails_with("07.3", _decode(keep_sos=True), "do not include")
     fails_with("07.3", _decode(extra=3, stop=False), "more than max_len")
     fails_with("07.3", lambda m, s, l, n: torch.zeros(s.shape[0], n), "token ids")

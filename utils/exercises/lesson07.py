@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from utils import transformer
 from utils.attention import causal_mask
 from utils.data import EOS, PAD, SOS
-from utils.exercises import exercise
+from utils.exercises import decoding, exercise
 from utils.exercises.checking import (Mistake, callable_candidate, close, copy_weights, expect, expect_close,
                                       expect_finite, expect_same_gradients, expect_shape, expect_tensor, instantiate,
                                       residual_stack)
@@ -291,7 +291,23 @@ def _loss_mutants(model, src, src_lengths, tgt):
     left = -model.decode(left, memory, src_mask).log_softmax(-1).gather(-1, tgt[..., None]).squeeze(-1)
     probs = logits.softmax(-1).gather(-1, tgt[..., None]).squeeze(-1)
     mean = lambda v: (v * real).sum() / real.sum()  # noqa: E731
+    ahead = -logp[:, :-1].gather(-1, tgt[:, 1:, None]).squeeze(-1)  # position t scored on y_{t+1}
+    ahead_real = real[:, 1:]
+    no_eos = real * (tgt != EOS).float()
+    in_real = (shifted != PAD).float()
     return {
+        "You shifted twice: the decoder input is already SOS, y_1, ..., y_{T-1}, so position t is scored on y_t "
+        "itself (tgt, unshifted), not on y_{t+1}.": (ahead * ahead_real).sum() / ahead_real.sum(),
+        "`<eos>` is left out of the loss: it is a real token to predict (the model must learn when to stop); only "
+        "PAD is left out.": (nll * no_eos).sum() / no_eos.sum(),
+        "You take -logits[y_t], a raw score: the NLL is -log softmax(logits)[y_t], so apply log_softmax over the "
+        "vocabulary first.": mean(-logits.gather(-1, tgt[..., None]).squeeze(-1)),
+        "You divided by B * T, every position, padding included: divide by the number of real target tokens, "
+        "(tgt != PAD).sum().": (nll * real).sum() / tgt.numel(),
+        "The padding mask comes from the decoder input; it belongs to the target scored: `real = tgt != PAD`.":
+            (nll * in_real).sum() / in_real.sum(),
+        "You scored the decoder's input (SOS, y_1, ...) instead of the target: position t predicts y_t, "
+        "`gather(-1, tgt[..., None])`.": ((-logp.gather(-1, shifted[..., None]).squeeze(-1)) * in_real).sum() / in_real.sum(),
         "The decoder input is not shifted: it is given the very token it must predict. Feed SOS, y_1, ..., y_{T-1} "
         "(the target shifted right) and score y_1, ..., y_T.": mean(unshifted),
         "The first decoder input must be SOS, the start token, not PAD.": mean(pad_start),
@@ -337,39 +353,30 @@ def check_teacher_forcing_loss(candidate):
 
 
 # ----------------------------------------------------------------- 07.3 greedy decoding
+@torch.no_grad()
 def _decode_mutants(model, src, src_lengths, max_len):
-    def run(start=SOS, pad_after=True, last=True, keep_sos=False, eos_overwritten=False, only_last_token=False):
-        memory, src_mask = model.encode(src, src_lengths)
-        ys = torch.full((src.shape[0], 1), start, dtype=torch.long)
-        finished = torch.zeros(src.shape[0], dtype=torch.bool)
-        out = [ys[:, 0]] if keep_sos else []
-        for _ in range(max_len - int(keep_sos)):
-            logits = model.decode(ys[:, -1:] if only_last_token else ys, memory, src_mask)
-            token = (logits[:, -1] if last else logits[:, 0]).argmax(-1)
-            if eos_overwritten:
-                finished |= token == EOS
-            out.append(torch.where(finished, PAD, token) if pad_after else token)
-            finished |= token == EOS
-            ys = torch.cat([ys, token[:, None]], dim=1)
-        return torch.stack(out, 1)
+    """{message: ids} of realistic mistakes: the loop's own (utils.exercises.decoding) and the Transformer's."""
+    memory, src_mask = model.encode(src, src_lengths)
 
+    def stepper(last=True, only_last_token=False):
+        def step(token, ys):  # ys: the decoder's input so far, (B, t)
+            ys = token[:, None] if ys is None else torch.cat([ys, token[:, None]], dim=1)
+            logits = model.decode(ys[:, -1:] if only_last_token else ys, memory, src_mask)
+            return (logits[:, -1] if last else logits[:, 0]), ys
+        return step
+
+    B = src.shape[0]
     return {
-        "The first decoder input must be `<sos>` (SOS), the token the model was trained to start from.": run(start=PAD),
+        **decoding.loop_mistakes(stepper(), None, B, max_len),
         "The next token is predicted by the *last* position of the decoder's output (logits[:, -1]), the one that has "
-        "seen the whole prefix.": run(last=False),
-        "After a row has produced `<eos>` it is finished: write PAD in the rest of that row.": run(pad_after=False),
-        "Do not include the starting `<sos>` in the output: return only the generated tokens.": run(keep_sos=True),
-        _EOS_OVERWRITTEN: run(eos_overwritten=True),
+        "seen the whole prefix.": decoding.greedy_mutant(stepper(last=False), None, B, max_len),
         "Decode the whole prefix at every step (SOS and every token so far), not only the last token: the "
-        "Transformer decoder keeps no state between calls, so it must see the prefix again.": run(only_last_token=True),
+        "Transformer decoder keeps no state between calls, so it must see the prefix again.":
+            decoding.greedy_mutant(stepper(only_last_token=True), None, B, max_len),
     }
 
 
-_EOS_OVERWRITTEN = ("Each row's `<eos>` itself was replaced by PAD: mark a row finished *after* writing its token "
-                    "(`out.append(torch.where(finished, PAD, token))`, then `finished |= token == EOS`), so that the "
-                    "EOS stays and only what comes after it is PAD.")
-_RECURSION = ("Your greedy_decode calls `model.generate`, but in this lesson `model.generate` calls greedy_decode: "
-              "that recursion never ends. Write the loop with `model.encode` and `model.decode`.")
+_RECURSION = decoding.recursion("model.encode", "model.decode")
 
 
 class _DecodingModel(transformer.Transformer):
@@ -383,9 +390,7 @@ class _DecodingModel(transformer.Transformer):
     def decode(self, tgt_in, memory, src_mask):
         self.calls += 1
         if self.max_calls is not None and self.calls > self.max_calls:
-            raise Mistake(f"Your loop ran the decoder more than max_len = {self.max_calls // 2 - 1} times: it must stop "
-                          "after max_len steps even when a row never produces `<eos>` (an untrained model often never "
-                          "does). Loop `for _ in range(max_len)`.")
+            raise Mistake(decoding.too_many_steps(self.max_calls // 2 - 1))
         return super().decode(tgt_in, memory, src_mask)
 
 
@@ -433,21 +438,7 @@ def check_greedy_decode(candidate):
         expect(not got.is_floating_point(), "Return token ids (the argmax over the vocabulary), not scores.")
         expect(got.dtype == torch.long, f"Return the ids as torch.long (what argmax gives), not {got.dtype}.")
         expect(got.shape[1] <= max_len, f"The output has {got.shape[1]} steps, more than max_len={max_len}.")
-        L, W = got.shape[1], want.shape[1]
-        if 0 < L < W and torch.equal(got, want[:, :L]):
-            raise Mistake("Your loop stopped when the first row produced `<eos>`, but the other rows were not finished: "
-                          "stop only when *every* row has (`if finished.all(): break`).")
-        full = F.pad(got, (0, max_len - got.shape[1]), value=PAD)
-        want_full = F.pad(want, (0, max_len - want.shape[1]), value=PAD)
-        if torch.equal(full, want_full):
-            if L > W:
-                raise Mistake(f"Your loop went on after every row had produced `<eos>` (your output has {L} steps, "
-                              f"all rows were finished after {W}): stop as soon as every row has, as the docstring "
-                              "says (`if finished.all(): break`): each extra step reruns the decoder for nothing.")
-            continue
-        for message, ids in _decode_mutants(model, src, src_lengths, max_len).items():
-            ids = F.pad(ids, (0, max_len - ids.shape[1]), value=PAD)[:, :max_len]  # the mutants never stop early
-            if torch.equal(full, ids) or torch.equal(got, ids[:, :got.shape[1]]):
-                raise Mistake(message)
-        raise Mistake("The generated tokens differ from greedy decoding. At each step decode the whole prefix "
-                      "(SOS and the tokens so far), take the argmax of the last position, and append it.")
+        decoding.diagnose(got, want, max_len, lambda: _decode_mutants(model, src, src_lengths, max_len),
+                          "The generated tokens differ from greedy decoding. At each step decode the whole prefix (SOS "
+                          "and the tokens so far), take the argmax of the last position, and append it.",
+                          stop_when_done=True)
