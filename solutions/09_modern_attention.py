@@ -275,7 +275,7 @@ utils.claim(min(python_time, naive_time) > 1.2 * fused_time, "PyTorch's fused ke
 
 # %% [markdown]
 # So in Python the trick buys memory and costs little or no time: the loop takes about as long as the
-# naive version (the ratio above: from about half of it to a little more in the runs made for this
+# naive version (the ratio above: from about half of it to about a third more in the runs made for this
 # lesson, depending on the CPU and its load), since its small blocks stay in the CPU's caches while
 # the naive version streams its $n \times n$ matrices through main memory. A
 # compiled kernel (FlashAttention on a GPU, PyTorch's fused CPU kernel) goes further: it runs the
