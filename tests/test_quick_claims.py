@@ -13,7 +13,6 @@ from pathlib import Path
 import nbformat
 import pytest
 
-import utils
 from utils import runtime
 from tools.run_notebook import PromptNotebookClient
 from other_styles import ANSWERS, filled

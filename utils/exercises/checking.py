@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import functools
 import ctypes
+import functools
 import inspect
 import linecache
 import os

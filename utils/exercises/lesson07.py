@@ -25,14 +25,13 @@ from __future__ import annotations
 import itertools
 
 import torch
-import torch.nn.functional as F
 
 from utils import transformer
 from utils.attention import causal_mask
 from utils.data import EOS, PAD, SOS
 from utils.exercises import decoding, exercise
 from utils.exercises.checking import (Mistake, callable_candidate, close, copy_weights, expect, expect_close,
-                                      expect_finite, expect_same_gradients, expect_shape, expect_tensor, instantiate,
+                                      expect_finite, expect_same_gradients, expect_tensor, instantiate,
                                       residual_stack)
 
 
