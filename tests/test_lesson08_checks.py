@@ -455,3 +455,15 @@ def test_loss_mistakes_of_issue_24():
 def test_prefix_matching_mistakes_of_issue_24():
     fails_with("08.4", _score(reduce="last"), "not only after the most recent one")
     fails_with("08.4", _score(later=True), "*later* occurrences")
+
+
+def test_a_top_k_that_removes_every_token_is_named():
+    def sample_next(logits, temperature=1.0, top_k=None, generator=None):
+        if temperature == 0:
+            return logits.argmax(-1)
+        z = logits / temperature
+        if top_k is not None:  # compares with the largest logit: removes every token
+            z = z.masked_fill(z <= z.topk(top_k, -1).values[..., :1], float("-inf"))
+        return torch.multinomial(z.softmax(-1), 1, generator=generator).squeeze(-1)
+
+    fails_with("08.2", sample_next, "probabilities that hold NaN")
