@@ -396,3 +396,17 @@ def test_gqa_mistakes_and_right_answers_of_issue_24():
         return attention.scaled_dot_product_attention(q, k, v, mask)
 
     passes("09.3", expand_reshape)
+
+
+def test_online_memory_must_grow_like_n():
+    """Memory that grows with the number of blocks as well as with n (here: every block's statistics kept) is named,
+    even below the size of the full matrix: the lesson measures the learner's memory up to n = 4096."""
+    def keeps_every_block(q, k, v, block_size, causal=False):
+        kept = []
+        out = _blocks(q, k, v, block_size, causal)
+        for start in range(0, k.shape[-2], block_size):
+            s = q @ k[..., start:start + block_size, :].transpose(-2, -1)
+            kept.append(torch.cat([s.amax(-1, keepdim=True)] * 4, dim=-1))  # (..., Lq, 4) per block, all kept
+        return out + 0 * torch.stack(kept).sum()
+
+    fails_with("09.1", keeps_every_block, "grows with the number of blocks")

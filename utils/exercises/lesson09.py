@@ -263,15 +263,23 @@ def check_online_softmax(candidate):
     # 5. one block of keys at a time: no full row of scores (query tiling), not every block at once, no (Lq, Lk) mask
     for causal in (False, True):
         _expect_keys_in_blocks(candidate, causal)
-    # 6. the point of it all: no (Lq, Lk) matrix. 512 x 512 float32 scores are 1 MiB; blocks of 32 keys need a
-    #    few (512, 32) blocks at a time.
-    n = 512
-    q, k, v = (torch.randn(1, n, 16, generator=g) for _ in range(3))
-    peak = cost.peak_memory(lambda: candidate(q, k, v, 32))
-    expect(peak < n * n * 4 // 2,
-           f"Your function's peak memory at n = {n}, block_size 32 is {cost.format_bytes(peak)}, about the size of the "
-           f"full (Lq, Lk) score matrix ({cost.format_bytes(n * n * 4)}): it should only ever hold one block of scores "
-           "(Lq, block_size) at a time. Compute the scores inside the loop, for k[..., start:start + block_size, :].")
+    # 6. the point of it all: memory that grows like n, never like the (Lq, Lk) matrix (the lesson measures yours
+    #    from n = 256 to 4096). 1024 x 1024 float32 scores are 4 MiB; blocks of 32 keys need a few (1024, 32) blocks.
+    peaks = {}
+    for n in (256, 1024):
+        q, k, v = (torch.randn(1, n, 16, generator=g) for _ in range(3))
+        peaks[n] = cost.peak_memory(lambda: candidate(q, k, v, 32))
+    n = 1024
+    expect(peaks[n] < n * n * 4 // 2,
+           f"Your function's peak memory at n = {n}, block_size 32 is {cost.format_bytes(peaks[n])}, about the size of "
+           f"the full (Lq, Lk) score matrix ({cost.format_bytes(n * n * 4)}): it should only ever hold one block of "
+           "scores (Lq, block_size) at a time. Compute the scores inside the loop, for k[..., start:start + block_size, :].")
+    growth = peaks[1024] / max(peaks[256], 1)
+    expect(growth < 4 * 1.4,
+           f"Your function's peak memory grows {growth:.1f} times from n = 256 to n = 1024 (block_size 32), faster than n "
+           f"(4 times): {cost.format_bytes(peaks[256])}, then {cost.format_bytes(peaks[1024])}. Something you keep grows with "
+           "the number of blocks as well as with n, e.g. a list of every block's scores or partial outputs: keep only "
+           "the running maximum, denominator and output, and let each block's tensors go.")
 
 
 # ----------------------------------------------------------------------------- 09.2
