@@ -392,10 +392,12 @@ plt.tight_layout()
 # The measured crossover need not sit at the counted $2.5\,d$: the counts ignore memory traffic
 # (attention's $n \times n$ matrices, the softmax) and per-call overheads, and the LSTM's fused
 # kernel does its FLOPs at a different speed from our attention. That constant depends on the
-# machine; that the crossover grows with $d$ is what the asymptotics promise, and what was
-# measured. Proportional to $d$ it is not, as the table shows: $n^*/d$ changes with $d$ (on the
-# machine that stored this notebook it shrank as $d$ grew: wider layers use the CPU's arithmetic
-# better, which helps the LSTM's large products more than attention's softmax).
+# machine; that the crossover grows with $d$ is what the asymptotics promise, and what every run
+# measured (the claim above). Whether it grows *in proportion* to $d$, these timings cannot tell:
+# $n^*/d$ moves from one width to the next by about as much as it moves between two runs of this
+# notebook, and in the runs made for this lesson the width with the largest $n^*/d$ was not the
+# same twice. Compare the table with your own run: the law $n^* \propto d$ is neither confirmed
+# nor refuted at this precision.
 #
 # ## 4. Sequential operations
 #
@@ -727,8 +729,8 @@ utils.claim(short_wide[0]["time"] is not None and long_narrow[1]["time"] is not 
 # * Self-attention costs $6nd^2 + 4n^2d$ FLOPs per layer (projections, then $QK^\top$ and $AV$),
 #   an LSTM $16nd^2$, a convolution $2knd^2$. Attention is the cheaper one while $n < 2.5\,d$.
 # * Measured, attention's time grows about like $n^2$ and the LSTM's like $n$ (log-log slopes);
-#   the measured crossover moves to longer sequences as $d$ grows, as the counts predict, but not
-#   in proportion: the measured $n^*/d$ differs from the counts' 2.5 and changes with $d$.
+#   the measured crossover moves to longer sequences as $d$ grows, as the counts predict; whether
+#   in proportion, the timings cannot tell ($n^*/d$ moves as much between runs as between widths).
 # * Naive attention stores two $n \times n$ matrices: $(2n^2 + nd)$ floats per sequence, exactly as
 #   measured. Fused attention (`F.scaled_dot_product_attention`, FlashAttention) computes the same
 #   output in tiles and needs memory that grows about like $n$.

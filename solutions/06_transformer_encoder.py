@@ -592,7 +592,7 @@ def tagging_accuracy(model, task, *, length=None, n: int = 300, seed: int = 1234
 # steps of Adam: only the positional encoding differs.
 #
 # *In the quick setting* (`COURSE_QUICK=1`, a few training steps only) a claim that needs the
-# full run prints "… quick setting, claim not asserted", and the text after it still describes
+# full run prints "… not checked in the quick setting", and the text after it still describes
 # the full run's results: run the notebook without it to see them.
 
 # %%

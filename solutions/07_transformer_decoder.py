@@ -397,7 +397,7 @@ utils.check("07.3", greedy_decode)
 # decoding to generate. (`train` minimises `F.cross_entropy`, equal to your loss as shown above.)
 #
 # *In the quick setting* (`COURSE_QUICK=1`, a few training steps only) a claim that needs the
-# full run prints "… quick setting, claim not asserted", and the text after it still describes
+# full run prints "… not checked in the quick setting", and the text after it still describes
 # the full run's results: run the notebook without it to see them.
 
 # %%

@@ -161,11 +161,12 @@ def plain_log_ticks(ax):
 def online_softmax_attention(q, k, v, block_size: int, causal: bool = False):
     """softmax(q k^T / sqrt(d)) v, computed over blocks of ``block_size`` keys, never the (Lq, Lk) matrix.
 
-    q (..., Lq, d), k (..., Lk, d), v (..., Lk, dv) -> (..., Lq, dv). For each block it keeps, per
-    query, the running maximum m of the scores so far, the running denominator l = sum exp(s - m) and
-    the running output o = sum exp(s - m) v; when a block raises the maximum, l and o are rescaled by
-    exp(m_old - m_new). causal=True: query i sees keys j <= i, as F.scaled_dot_product_attention(...,
-    is_causal=True).
+    q (..., Lq, d), k (..., Lk, d), v (..., Lk, dv) -> (..., Lq, dv). A loop over the blocks of *keys*
+    holds one block's scores (..., Lq, block_size) at a time (no full row of scores for any query, no
+    (Lq, Lk) mask). For each block it keeps, per query, the running maximum m of the scores so far, the
+    running denominator l = sum exp(s - m) and the running output o = sum exp(s - m) v; when a block
+    raises the maximum, l and o are rescaled by exp(m_old - m_new). causal=True: query i sees keys
+    j <= i, as F.scaled_dot_product_attention(..., is_causal=True).
     """
     ### BEGIN SOLUTION
     Lq, Lk = q.shape[-2], k.shape[-2]
@@ -214,9 +215,9 @@ for causal in (False, True):
 #
 # `cost.peak_memory` records every allocation and free under PyTorch's profiler and returns the
 # highest total. We measure one head of width 64 at growing $n$: the course's naive attention (lesson
-# 03), the online softmax in blocks of 128 keys, and PyTorch's fused kernel. The first two are the
-# course's own code, so their bytes are the same on every machine; the fused kernel's depend on
-# PyTorch's build, and are printed as measured (≈).
+# 03), your online softmax in blocks of 128 keys, and PyTorch's fused kernel. The first two are
+# plain PyTorch operations written in Python, so their bytes follow from the code alone, the same on
+# every machine; the fused kernel's depend on PyTorch's build, and are printed as measured (≈).
 
 # %%
 D_MEM, BLOCK = 64, 128
@@ -234,8 +235,8 @@ for i, n in enumerate(MEM_LENGTHS):
           f"{utils.measured(fused_mem[i] / 2**20, '.3g') + ' MiB':>16}")
 slope = {name: cost.loglog_slope(MEM_LENGTHS, m) for name, m in memory.items()}
 print("log-log slopes: " + ", ".join(f"{name} {utils.measured(s, '.2f')}" for name, s in slope.items()))
-utils.claim(len({m / n for m, n in zip(online_mem, MEM_LENGTHS)}) == 1 and slope[f"online, blocks of {BLOCK}"] < 1.1,
-            "the online softmax's memory grows linearly in n (exactly in proportion to n)", needs_training=False)
+utils.claim(slope[f"online, blocks of {BLOCK}"] < 1.1, "the online softmax's memory grows linearly in n (log-log slope "
+            "below 1.1)", needs_training=False)
 utils.claim(slope["naive (lesson 03)"] > 1.8, "the naive version's memory grows like n^2", needs_training=False)
 utils.claim(online_mem[-1] * 10 < naive_mem[-1], f"at n = {MEM_LENGTHS[-1]} the online softmax needs less than a tenth "
             "of the naive version's memory", needs_training=False)
@@ -252,35 +253,48 @@ ax.legend(fontsize=8)
 plt.tight_layout()
 
 # %% [markdown]
-# ### And time: slower in Python, faster in a real kernel
+# ### And time: what Python shows, and what a compiled kernel adds
 #
 # The online softmax does the same multiplications as naive attention (a few more, for the
-# rescaling). Written in Python, each block is a dozen separate PyTorch operations, and each of them
-# writes its $(L_q, b)$ result to memory and reads it back for the next one. Timed on one thread, at
-# $n = 1024$ with four heads:
+# rescaling). Written in Python, each block is a dozen separate PyTorch operations, each of which
+# writes its $(L_q, b)$ result to memory and reads it back for the next one; naive attention instead
+# writes and reads two $n \times n$ matrices. Timed on one thread (CPU time, best of several runs),
+# at $n = 1024$ with four heads. The loop timed is the course's (`modern.online_softmax_attention`,
+# the reference of 09.1), not yours: its speed depends on how it is written (tiles of queries, einsum,
+# ...), and every right answer counts here, however fast.
 
 # %%
 q, k, v = (torch.randn(1, 4, 1024, D_MEM, generator=g) for _ in range(3))
-REPEAT = utils.budget(7, 2)
+REPEAT = utils.budget(7, 2, unit="timed runs")
 with torch.no_grad():
     times = {"naive (lesson 03)": best_time(lambda: scaled_dot_product_attention(q, k, v), REPEAT),
-             f"online, Python, blocks of {BLOCK}": best_time(lambda: online_softmax_attention(q, k, v, BLOCK), REPEAT),
+             f"online, Python, blocks of {BLOCK}": best_time(lambda: modern.online_softmax_attention(q, k, v, BLOCK), REPEAT),
              "PyTorch's fused kernel": best_time(lambda: F.scaled_dot_product_attention(q, k, v), REPEAT)}
 for name, t in times.items():
     print(f"{name:>30}: {utils.fmt_time(t)}")
-python_over_fused = times[f"online, Python, blocks of {BLOCK}"] / times["PyTorch's fused kernel"]
-print(f"the Python online softmax takes {utils.measured(python_over_fused, '.1f')} times as long as PyTorch's fused kernel")
-utils.claim(python_over_fused > 1.2, "written in Python, the online softmax is slower than PyTorch's fused kernel "
-            "(best of several runs, at least 1.2x)")
+python_time, naive_time, fused_time = (times[f"online, Python, blocks of {BLOCK}"], times["naive (lesson 03)"],
+                                       times["PyTorch's fused kernel"])
+print(f"the Python online softmax takes {utils.measured(python_time / naive_time, '.1f')} times as long as the naive "
+      f"version, {utils.measured(python_time / fused_time, '.1f')} times as long as PyTorch's fused kernel")
+utils.claim(python_time < 2 * naive_time, "written in Python, the online softmax takes less than twice the naive "
+            "version's time, although it does a little more arithmetic", budget=REPEAT)
+utils.claim(min(python_time, naive_time) > 1.2 * fused_time, "PyTorch's fused kernel is faster than both (at least "
+            "1.2x)", budget=REPEAT)
 
 # %% [markdown]
-# So in Python the trick buys memory and costs time. A real kernel (FlashAttention on a GPU, PyTorch's
-# fused CPU kernel) runs the whole loop inside one program: a block of keys, values and scores stays
-# in the fastest memory there is (registers and on-chip SRAM on a GPU, the caches on a CPU), and the
-# $n \times n$ scores are never written to main memory at all. On a GPU, attention's speed is limited
-# by memory traffic far more than by arithmetic, so reading and writing less is what makes it several
-# times *faster*, with exactly the same result. That is why every current model uses it, and why you
-# call `F.scaled_dot_product_attention` rather than writing the loop yourself.
+# So in Python the trick buys memory and costs little or no time: the loop takes about as long as the
+# naive version (the ratio above: from about half of it to about a third more in the runs made for this
+# lesson, depending on the CPU and its load), since its small blocks stay in the CPU's caches while
+# the naive version streams its $n \times n$ matrices through main memory. A
+# compiled kernel (FlashAttention on a GPU, PyTorch's fused CPU kernel) goes further: it runs the
+# whole loop inside one program, a block of keys, values and scores stays in the fastest memory
+# there is (registers and on-chip SRAM on a GPU, the caches on a CPU), and no intermediate result
+# is written to main memory at all. Measured above, PyTorch's fused kernel is the fastest of the
+# three on this CPU. On GPUs, where attention's speed is limited by memory traffic far more than by
+# arithmetic, Dao et al. (2022) report that FlashAttention made whole training runs faster (GPT-2
+# three times as fast at 1024 tokens), with exactly the same result; this lesson cannot measure a
+# GPU, so take that as their number, not ours. That is why current models use it, and why you call
+# `F.scaled_dot_product_attention` rather than writing the loop yourself.
 #
 # ## 2. Rotary position embeddings
 #
@@ -299,10 +313,13 @@ utils.claim(python_over_fused > 1.2, "written in Python, the online softmax is s
 # $(m - n)\theta$ only: $R_m q \cdot R_n k = q \cdot R_{n-m} k$. The score depends on **the offset**
 # $m - n$, never on $m$ and $n$ themselves, and nothing is added to the values.
 #
-# **Conventions.** Pairing feature $i$ with $i + d/2$ ("rotate-half") is what GPT-NeoX, Llama and
-# most current code do, and what this course uses. The RoFormer paper and GPT-J pair neighbours
-# $(2i, 2i+1)$ instead. Both are valid, but they lay the same rotation out differently, so a model's
-# weights only work with the convention it was trained with.
+# **Conventions.** Pairing feature $i$ with $i + d/2$ ("rotate-half") is the layout of GPT-NeoX and
+# of Hugging Face's `transformers` (its Llama, Mistral and most other models), and what this course
+# uses. The RoFormer paper, GPT-J and Meta's own reference code for Llama pair neighbours
+# $(2i, 2i+1)$ instead, Meta's as a multiplication of complex numbers. Both are valid: they lay the
+# same rotation out differently, so weights only work with the layout they were trained with
+# (Hugging Face permutes the rows of Llama's query and key projections when it converts Meta's
+# checkpoints, so that both give the same scores).
 #
 # ### Exercise 09.2 · Rotary position embeddings (★★☆, about 15 min)
 
@@ -372,6 +389,8 @@ fig.tight_layout()
 # (`modern.Tagger`, $d_{model} = 32$, pre-LN) three ways, with sinusoidal positions added, with a
 # learned table, and with RoPE in each attention layer; same seed, same batches, 300 steps. Then we
 # test it within the trained lengths and on sequences of 24 and 32 symbols, longer than any it saw.
+# (The taggers of this lesson are built from the course's `modern` module: its RoPE, attention and
+# masks, not your functions above, so that every run compares the same models.)
 
 # %%
 task = LagTask(lags=1)  # lesson 06's "which symbol came just before me?"
@@ -404,11 +423,11 @@ for name, row in order_results.items():
 
 rope_acc, sin_acc = order_results["rope"], order_results["sinusoidal"]
 utils.claim(min(r["4-16 (trained)"] for r in order_results.values()) >= 0.97,
-            "within the trained lengths all three encodings solve the task (at least 97%)")
+            "within the trained lengths all three encodings solve the task (at least 97%)", budget=STEPS)
 utils.claim(min(rope_acc["24"], rope_acc["32"]) >= 0.95, "RoPE still solves it at lengths 24 and 32, never seen in training "
-            f"({utils.measured(rope_acc['24'], '.1%')}, {utils.measured(rope_acc['32'], '.1%')})")
+            f"({utils.measured(rope_acc['24'], '.1%')}, {utils.measured(rope_acc['32'], '.1%')})", budget=STEPS)
 utils.claim(sin_acc["24"] < rope_acc["24"] - 0.1, f"sinusoidal positions do markedly worse at length 24 "
-            f"({utils.measured(sin_acc['24'], '.1%')}, at least 10 points below RoPE)")
+            f"({utils.measured(sin_acc['24'], '.1%')}, at least 10 points below RoPE)", budget=STEPS)
 
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
 plot_losses(histories, ax=axes[0], title="Training loss, lengths 4-16")
@@ -417,8 +436,9 @@ for i, (name, row) in enumerate(order_results.items()):
     axes[1].bar(xs + (i - 1) * 0.27, [100 * a if a is not None else 0 for a in row.values()], width=0.27,
                 color=PALETTE[i], label=name)
 axes[1].set_xticks(xs, [f"length {c}" for c in columns])
-axes[1].set(ylabel="accuracy (% of positions)", ylim=(0, 110), title="Which symbol came just before? (learned: no bar = cannot run)")
-axes[1].legend(loc="lower left", fontsize=8)
+axes[1].set(ylabel="accuracy (% of positions)", ylim=(0, 135), yticks=[0, 20, 40, 60, 80, 100],
+            title="Which symbol came just before? (learned: no bar = cannot run)")
+axes[1].legend(loc="upper center", ncol=3, fontsize=8)  # above the bars, in the band over 100%
 fig.tight_layout()
 
 # %% [markdown]
@@ -534,15 +554,17 @@ for kv in (4, 2, 1):
 for name, acc in gqa_acc.items():
     print(f"{name:<12}: accuracy {utils.measured(acc, '.1%')}, {count_parameters(gqa_models[name]):,} parameters")
 mha_acc, gqa2_acc, mqa_acc = gqa_acc.values()
-utils.claim(mha_acc >= 0.95, f"multi-head attention solves the task ({utils.measured(mha_acc, '.1%')})")
-utils.claim(abs(gqa2_acc - mha_acc) <= 0.04, "with half as many key/value heads the accuracy is the same within 4 points")
-utils.claim(mqa_acc >= mha_acc - 0.12, "with a single key/value head it is at most 12 points lower")
+utils.claim(mha_acc >= 0.95, f"multi-head attention solves the task ({utils.measured(mha_acc, '.1%')})", budget=STEPS)
+utils.claim(abs(gqa2_acc - mha_acc) <= 0.04, "with half as many key/value heads the accuracy is the same within 4 points",
+            budget=STEPS)
+utils.claim(mqa_acc >= mha_acc - 0.12, "with a single key/value head it is at most 12 points lower", budget=STEPS)
 _ = plot_losses(gqa_histories, title="Sum of the two previous symbols: h = 4 query heads, g key/value heads")
 
 # %% [markdown]
-# What we see, honestly: halving the key/value heads costs nothing measurable here, and a single
-# key/value head sometimes costs a few points and sometimes nothing (it depends on the seed; we ran
-# several before choosing the margins of the claims above). That matches what the GQA paper reports at
+# What we see, honestly: halving the key/value heads costs nothing measurable here (within 4 points,
+# the claim's margin), and a single key/value head costs anywhere from nothing to several points
+# depending on the seed; we ran several before choosing the margins of the claims above, and the
+# claim allows it 12 points. That matches what the GQA paper reports at
 # scale: grouped-query attention with a handful of groups is close to multi-head quality, multi-query a
 # little below it, both with a far smaller cache. With $g = 1$ the heads can still look at different
 # positions, since each keeps its own queries; what they lose is their own key and value projections.
@@ -619,8 +641,9 @@ for layers in (1, 2):
 for name, acc in reach_acc.items():
     print(f"{name}: accuracy at positions 6 and later {utils.measured(acc, '.1%')} (chance: 10%)")
 one, two = reach_acc.values()
-utils.claim(one < 0.2, "with one layer (reach 3) the model cannot see the symbol 6 back: no better than chance")
-utils.claim(two >= 0.95, "with two layers (reach 6) the same window solves the task")
+utils.claim(one < 0.2, "with one layer (reach 3) the model cannot see the symbol 6 back: no better than chance",
+            budget=STEPS)
+utils.claim(two >= 0.95, "with two layers (reach 6) the same window solves the task", budget=STEPS)
 
 # %% [markdown]
 # (The one-layer model does worse than chance: unable to see the answer, it learned that `<sos>`, the
@@ -663,7 +686,8 @@ print("time slopes: " + ", ".join(f"{k} {utils.measured(s, '.2f')}" for k, s in 
 utils.claim(mem_slope["band only"] < 1.1 and mem_slope["masked full"] > 1.8,
             "the band's memory grows like n, the masked full attention's like n^2", needs_training=False)
 utils.claim(0.6 <= time_slope["band only"] <= 1.4 and time_slope["masked full"] >= 1.5,
-            "at a fixed window the band's time grows about linearly in n, the masked full attention's about like n^2")
+            "at a fixed window the band's time grows about linearly in n, the masked full attention's about like n^2",
+            budget=REPEAT)
 
 # %%
 fig, ax = plt.subplots(figsize=(7, 4))
@@ -778,15 +802,17 @@ print(f"state {d_lin} x {d_lin} = {d_lin * d_lin:,} numbers against a KV cache o
 #
 # * **Online softmax** (lesson 04's memory): attention over blocks of keys, with a running maximum,
 #   denominator and output rescaled by $e^{m - m'}$, equals PyTorch's attention (within $10^{-5}$,
-#   also causal) and needs memory that grows like $n$, measured, against $n^2$. In Python it is
-#   slower than PyTorch's fused kernel; in a real kernel the blocks never leave fast memory, and it is
-#   faster.
+#   also causal) and needs memory that grows like $n$, measured, against $n^2$. In Python it takes
+#   about as long as the naive version here, and PyTorch's fused kernel, the same idea compiled, is
+#   faster than both; on GPUs FlashAttention's authors report whole training runs up to three times
+#   faster (their measurement, not this lesson's).
 # * **RoPE** (lesson 06's positions): rotating queries and keys makes their score depend on the
 #   offset only (measured). On the order task it kept working at lengths never trained, where
 #   sinusoidal positions degraded and a learned table could not run.
 # * **GQA** (lesson 07's cache): $h$ query heads sharing $g$ key/value heads equal
 #   `enable_gqa=True` and, at $g = h$, multi-head attention; the cache, measured, shrinks by exactly
-#   $h/g$. Half the key/value heads cost nothing measurable here; one cost a few points at most.
+#   $h/g$. Half the key/value heads cost nothing measurable here (within 4 points); a single one
+#   cost at most 12 points (the claims' margins; the taggers use the course's own GQA layer).
 # * **Sliding window** (lesson 04's $n^2$): a causal band of width $w$, computed band-only, costs time
 #   and memory linear in $n$; each layer reaches $w - 1$ positions further, so a lag of 6 needs two
 #   layers at $w = 4$, and one layer fails.

@@ -95,8 +95,8 @@ def test_claim_asserts_and_quick_setting(monkeypatch, capsys):
     with pytest.raises(AssertionError, match="The lesson claims"):
         runtime.claim(False, "broken")
     monkeypatch.setattr(runtime, "QUICK", True)
-    runtime.claim(False, "needs a trained model")  # reported, not asserted, in the quick setting
-    assert "not asserted" in capsys.readouterr().out
+    runtime.claim(False, "needs a trained model")  # not checked in the quick setting
+    assert "not checked in the quick setting" in capsys.readouterr().out
     with pytest.raises(AssertionError):
         runtime.claim(False, "an exact equality", needs_training=False)
     assert runtime.budget(100, 10) == 10

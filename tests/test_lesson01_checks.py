@@ -218,3 +218,19 @@ def test_greedy_decode_reliances_and_structural_mistakes():
 def test_shift_right_keeps_the_ids_dtype():
     fails_with("01.2", lambda tgt, sos=SOS: torch.cat([torch.full((tgt.shape[0], 1), float(sos)), tgt[:, :-1]], 1),
                "keep tgt's dtype")
+
+
+# ---- issue 24: 01.4 shares lesson 07's greedy-decoding diagnosis (utils/exercises/decoding.py)
+def test_greedy_decode_loop_slips_shared_with_lesson_07():
+    def forgets(model, src, src_lengths, max_len):
+        _, state = model.encoder(src, src_lengths)
+        token, finished, out = torch.full((src.shape[0], 1), SOS), torch.zeros(src.shape[0], dtype=torch.bool), []
+        for _ in range(max_len):
+            logits, state = model.decoder(token, state)
+            token = logits.argmax(-1)
+            out.append(torch.where(finished[:, None], PAD, token))
+            finished = token[:, 0] == EOS  # forgets the rows that finished before
+        return torch.cat(out, 1)
+
+    fails_with("01.4", forgets, "comes back to life")
+    fails_with("01.4", lambda m, s, l, n: _decoder_loop(m, s, l, n - 1), "one step short")

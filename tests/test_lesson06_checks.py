@@ -286,3 +286,47 @@ def test_positional_encoding_and_layer_norm_reliances():
         return x / torch.sqrt((x ** 2).mean(-1, keepdim=True) + eps) * weight + bias
 
     fails_with("06.2", in_place_norm, "in place")
+
+
+# ---- issue 24: the block's mistakes named whichever way the learner keeps the norms
+def _forward(fn):
+    return type("EncoderLayer", (EncoderLayer,), {"forward": fn})
+
+
+def _ff_first(by_position):
+    def forward(self, x, mask=None):
+        n_ff, n_sa = (self.norm1, self.norm2) if by_position else (self.norm2, self.norm1)
+        if self.norm_first:
+            x = x + self.ff(n_ff(x))
+            return x + self._sa(n_sa(x), mask)
+        x = n_ff(x + self.ff(x))
+        return n_sa(x + self._sa(x, mask))
+    return forward
+
+
+def _one_norm(self, x, mask=None):
+    if self.norm_first:
+        x = x + self._sa(self.norm1(x), mask)
+        return x + self.ff(self.norm1(x))
+    x = self.norm1(x + self._sa(x, mask))
+    return self.norm1(x + self.ff(x))
+
+
+def _attention_reads_x(self, x, mask=None):
+    if not self.norm_first:
+        return EncoderLayer.forward(self, x, mask)
+    x = x + self._sa(x, mask)
+    return x + self.ff(self.norm2(x))
+
+
+def test_encoder_block_mistakes_of_issue_24():
+    fails_with("06.3", _forward(_ff_first(by_position=False)), "sublayers are in the wrong order")
+    fails_with("06.3", _forward(_ff_first(by_position=True)), "sublayers are in the wrong order")
+    fails_with("06.3", _forward(_one_norm), "`self.norm1` for both sublayers")
+    fails_with("06.3", _forward(_attention_reads_x), "self-attention reads `self.norm1(x)`, not x")
+
+
+def test_layer_norm_and_encoding_mistakes_of_issue_24():
+    fails_with("06.2", lambda x, w, b, eps=1e-5: nn.functional.layer_norm(x, x.shape[-2:], eps=eps) * w + b,
+               "last *two* dimensions")
+    fails_with("06.1", lambda P, D: sinusoidal_positional_encoding(P, D)[None], "without a batch axis")

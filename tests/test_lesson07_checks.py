@@ -254,7 +254,7 @@ def _decode(start=SOS, last=True, pad_after=True, keep_sos=False, extra=0, stop=
 def test_greedy_decode_mistakes():
     fails_with("07.3", _decode(start=PAD), "<sos>")
     fails_with("07.3", _decode(last=False), "last* position")
-    fails_with("07.3", _decode(pad_after=False), "write pad")
+    fails_with("07.3", _decode(pad_after=False), "fill the rest of its row with pad")
     fails_with("07.3", _decode(keep_sos=True), "do not include")
     fails_with("07.3", _decode(extra=3, stop=False), "more than max_len")
     fails_with("07.3", lambda m, s, l, n: torch.zeros(s.shape[0], n), "token ids")
@@ -349,3 +349,110 @@ def test_loss_through_the_models_forward_is_accepted_and_not_misreported():
         raise NotImplementedError()
 
     fails_with("07.2", half_done, "still raises NotImplementedError")
+
+
+# ---- issue 24: the decoder block's remaining mistakes named, right answers written other ways accepted
+class CrossAttentionFirst(_Block):
+    """Cross-attention first, the norms numbered by position (norm1 for the first sublayer run)."""
+
+    def forward(self, x, memory, tgt_mask=None, memory_mask=None):
+        sa, ca, ff = self.sublayers(x, memory, tgt_mask, memory_mask)
+        return self.run(x, (ca, sa, ff), (self.norm1, self.norm2, self.norm3), self.norm_first)
+
+
+class FeedForwardWithoutResidual(_Block):
+    def forward(self, x, memory, tgt_mask=None, memory_mask=None):
+        sa, ca, ff = self.sublayers(x, memory, tgt_mask, memory_mask)
+        x = self.run(x, (sa, ca), (self.norm1, self.norm2), self.norm_first)
+        return ff(self.norm3(x)) if self.norm_first else self.norm3(ff(x))
+
+
+class QueriesFromMemoryKeysFromX(_Block):
+    def forward(self, x, memory, tgt_mask=None, memory_mask=None):
+        sa, _, ff = self.sublayers(x, memory, tgt_mask, memory_mask)
+        ca = lambda h: self._ca(memory, h, None)  # noqa: E731 -- queries from memory, keys and values from x
+        return self.run(x, (sa, ca, ff), (self.norm1, self.norm2, self.norm3), self.norm_first)
+
+
+class CrossQueryNotNormalised(_Block):
+    def forward(self, x, memory, tgt_mask=None, memory_mask=None):
+        if not self.norm_first:
+            return DecoderLayer.forward(self, x, memory, tgt_mask, memory_mask)
+        x = x + self._sa(self.norm1(x), tgt_mask)
+        x = x + self._ca(x, memory, memory_mask)
+        return x + self.ff(self.norm3(x))
+
+
+class OneNormForAll(_Block):
+    def forward(self, x, memory, tgt_mask=None, memory_mask=None):
+        return self.run(x, self.sublayers(x, memory, tgt_mask, memory_mask), (self.norm1,) * 3, self.norm_first)
+
+
+class BlockWithBuffer(_Block):
+    """A buffer of the learner's own, and attention called with keywords: right."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.register_buffer("scale", torch.ones(()))
+
+    def forward(self, x, memory, tgt_mask=None, memory_mask=None):
+        return DecoderLayer.forward(self, x * self.scale, memory, tgt_mask=tgt_mask, memory_mask=memory_mask)
+
+
+def test_decoder_block_mistakes_of_issue_24():
+    fails_with("07.1", CrossAttentionFirst, "sublayers are in the wrong order: yours runs cross-attention")
+    fails_with("07.1", FeedForwardWithoutResidual, "residual connection around the feed-forward is missing")
+    fails_with("07.1", QueriesFromMemoryKeysFromX, "queries from memory and its keys and values from x")
+    fails_with("07.1", CrossQueryNotNormalised, "cross-attention reads `self.norm2(x)`, not x")
+    fails_with("07.1", OneNormForAll, "`self.norm1` for more than one sublayer")
+    assert utils.check("07.1", BlockWithBuffer)
+
+
+def _loss_with(kind):
+    def teacher_forcing_loss(model, src, src_lengths, tgt):
+        memory, src_mask = model.encode(src, src_lengths)
+        tgt_in = torch.cat([torch.full_like(tgt[:, :1], SOS), tgt[:, :-1]], 1)
+        logp = model.decode(tgt_in, memory, src_mask).log_softmax(-1)
+        real = tgt != PAD
+        if kind == "shifted twice":
+            nll, real = -logp[:, :-1].gather(-1, tgt[:, 1:, None]).squeeze(-1), real[:, 1:]
+        elif kind == "no eos":
+            nll, real = -logp.gather(-1, tgt[..., None]).squeeze(-1), real & (tgt != EOS)
+        elif kind == "raw logits":
+            nll = -model.decode(tgt_in, memory, src_mask).gather(-1, tgt[..., None]).squeeze(-1)
+        elif kind == "mask of the input":
+            nll, real = -logp.gather(-1, tgt[..., None]).squeeze(-1), tgt_in != PAD
+        elif kind == "input scored":
+            nll, real = -logp.gather(-1, tgt_in[..., None]).squeeze(-1), tgt_in != PAD
+        else:
+            nll = -logp.gather(-1, tgt[..., None]).squeeze(-1)
+        total = (nll * real).sum()
+        return total / tgt.numel() if kind == "by all" else total / real.sum()
+    return teacher_forcing_loss
+
+
+@pytest.mark.parametrize("kind, phrase", [
+    ("shifted twice", "shifted twice"),
+    ("no eos", "`<eos>` is left out"),
+    ("raw logits", "raw score"),
+    ("by all", "divided by b * t"),
+    ("mask of the input", "belongs to the target scored"),
+    ("input scored", "scored the decoder's input"),
+])
+def test_loss_mistakes_of_issue_24(kind, phrase):
+    fails_with("07.2", _loss_with(kind), phrase)
+
+
+def test_greedy_decode_mistakes_of_issue_24():
+    def forgets(model, src, src_lengths, max_len):
+        memory, src_mask = model.encode(src, src_lengths)
+        ys, finished, out = torch.full((src.shape[0], 1), SOS), torch.zeros(src.shape[0], dtype=torch.bool), []
+        for _ in range(max_len):
+            token = model.decode(ys, memory, src_mask)[:, -1].argmax(-1)
+            out.append(torch.where(finished, PAD, token))
+            finished = token == EOS  # forgets the rows that finished before
+            ys = torch.cat([ys, token[:, None]], dim=1)
+        return torch.stack(out, 1)
+
+    fails_with("07.3", forgets, "comes back to life")
+    fails_with("07.3", lambda m, s, l, n: _decode()(m, s, l, n - 1), "one step short")

@@ -347,3 +347,123 @@ def test_training_lowers_the_loss_and_evaluation_is_per_position():
     per_position = gpt.loss_per_position(model, pattern[None].repeat(3, 1))
     assert per_position.shape == (7,)
     assert gpt.bits_per_char(model, pattern[None]) == pytest.approx(per_position.mean().item() / math.log(2), rel=1e-5)
+
+
+# ---- issue 24: more mistakes named, more right answers accepted
+def _topk_sampler(kind):
+    def sample_next(logits, temperature=1.0, top_k=None, generator=None):
+        if temperature == 0:
+            return logits.argmax(-1)
+        z = logits / temperature
+        if top_k is not None:
+            if kind == "k+1":
+                z = z.masked_fill(z < z.topk(top_k + 1, dim=-1).values[..., -1:], float("-inf"))
+            elif kind == "k-1":
+                z = z.masked_fill(z <= z.topk(top_k, dim=-1).values[..., -1:], float("-inf"))
+            elif kind == "fill 0":
+                z = z.masked_fill(z < z.topk(top_k, dim=-1).values[..., -1:], 0.0)
+            elif kind == "dim 0":
+                z = z.masked_fill(z < z.topk(min(top_k, z.shape[0]), dim=0).values[-1:], float("-inf"))
+            else:
+                z = z.masked_fill(z < z.topk(top_k, dim=-1).values[..., -1:], float("-inf"))
+        p = z.softmax(-1)
+        if kind == "one u":  # inverse-CDF sampling with one random number for the whole batch
+            u = torch.rand(1, generator=generator)
+            return (p.cumsum(-1) < u).sum(-1).clamp(max=p.shape[-1] - 1)
+        if kind == "own generator":
+            return torch.multinomial(p, 1, generator=torch.Generator().manual_seed(0)).squeeze(-1)
+        return torch.multinomial(p, 1, generator=generator).squeeze(-1)
+    return sample_next
+
+
+@pytest.mark.parametrize("kind, phrase", [
+    ("k+1", "keeps k + 1 tokens"),
+    ("k-1", "keeps k - 1 tokens"),
+    ("fill 0", "a logit of 0"),
+    ("dim 0", "compares the rows of the batch"),
+    ("one u", "one random number serves the whole batch"),
+    ("own generator", "not with the `generator` you are given"),
+])
+def test_sampling_mistakes_of_issue_24(kind, phrase):
+    fails_with("08.2", _topk_sampler(kind), phrase)
+
+
+def test_sampling_written_other_ways_passes():
+    def inverse_cdf(logits, temperature=1.0, top_k=None, generator=None):
+        if temperature == 0:
+            return logits.argmax(-1)
+        z = logits / temperature
+        if top_k is not None:
+            z = z.masked_fill(z < z.topk(top_k, -1).values[..., -1:], float("-inf"))
+        u = torch.rand(z.shape[0], 1, generator=generator)
+        return (z.softmax(-1).cumsum(-1) < u).sum(-1).clamp(max=z.shape[-1] - 1)
+
+    def probabilities(logits, temperature=1.0, top_k=None, generator=None):  # top-k on p, then p ** (1/t)
+        if temperature == 0:
+            return logits.argmax(-1)
+        p = logits.softmax(-1)
+        if top_k is not None:
+            p = p.masked_fill(p < p.topk(top_k, -1).values[..., -1:], 0.0)
+        return torch.multinomial(p ** (1 / temperature), 1, generator=generator).squeeze(-1)
+
+    assert utils.check("08.2", inverse_cdf)
+    assert utils.check("08.2", probabilities)
+    assert utils.check("08.2", _topk_sampler("right"))
+
+
+class BufferedGPT(nn.Module):
+    """nanoGPT's habits: the causal mask a registered buffer (1, 1, T, T), the tie written the other way round."""
+
+    def __init__(self, vocab_size, d_model, num_heads, num_layers, d_ff, block_size, causal=True):
+        super().__init__()
+        self.block_size, self.causal = block_size, causal
+        self.tok_emb = nn.Embedding(vocab_size, d_model)
+        self.pos_emb = nn.Embedding(block_size, d_model)
+        self.blocks = nn.ModuleList([Block(d_model, num_heads, d_ff) for _ in range(num_layers)])
+        self.norm = nn.LayerNorm(d_model)
+        self.head = nn.Linear(d_model, vocab_size, bias=False)
+        self.tok_emb.weight = self.head.weight
+        self.register_buffer("mask", torch.ones(block_size, block_size, dtype=torch.bool).tril()[None, None])
+        self.apply(init_weights)
+
+    def forward(self, ids):
+        T = ids.shape[1]
+        x = self.tok_emb(ids) + self.pos_emb(torch.arange(T))
+        for block in self.blocks:
+            x = block(x, self.mask[:, :, :T, :T] if self.causal else None)
+        return self.head(self.norm(x))
+
+
+def test_gpt_with_a_registered_mask_buffer_passes():
+    assert utils.check("08.3", BufferedGPT)
+
+
+def test_loss_mistakes_of_issue_24():
+    def by_all_tokens(logits, tokens):
+        V = logits.shape[-1]
+        nll = F.cross_entropy(logits[:, :-1].reshape(-1, V), tokens[:, 1:].reshape(-1), reduction="sum")
+        return nll / tokens.numel()
+
+    def same_positions(logits, tokens):
+        return F.cross_entropy(logits[:, 1:].transpose(1, 2), tokens[:, 1:])
+
+    fails_with("08.1", by_all_tokens, "divided the sum by B * T")
+    fails_with("08.1", same_positions, "scored on its own token")
+    fails_with("08.1", lambda logits, tokens: gpt.next_token_loss(logits, tokens).item(), "`.item()`")
+
+
+def test_prefix_matching_mistakes_of_issue_24():
+    fails_with("08.4", _score(reduce="last"), "not only after the most recent one")
+    fails_with("08.4", _score(later=True), "*later* occurrences")
+
+
+def test_a_top_k_that_removes_every_token_is_named():
+    def sample_next(logits, temperature=1.0, top_k=None, generator=None):
+        if temperature == 0:
+            return logits.argmax(-1)
+        z = logits / temperature
+        if top_k is not None:  # compares with the largest logit: removes every token
+            z = z.masked_fill(z <= z.topk(top_k, -1).values[..., :1], float("-inf"))
+        return torch.multinomial(z.softmax(-1), 1, generator=generator).squeeze(-1)
+
+    fails_with("08.2", sample_next, "probabilities that hold NaN")

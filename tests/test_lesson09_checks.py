@@ -132,7 +132,7 @@ def test_online_full_matrix_is_rejected_by_its_memory():
     def naive(q, k, v, block_size, causal=False):
         mask = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool).tril() if causal else None
         return attention.scaled_dot_product_attention(q, k, v, mask)[0]
-    fails_with("09.1", naive, "full (Lq, Lk) score matrix")
+    fails_with("09.1", naive, "full row of scores")
 
 
 @pytest.mark.parametrize("kw, phrase", [
@@ -173,7 +173,7 @@ def test_rope_reference_and_variant_pass():
 
 
 @pytest.mark.parametrize("kw, phrase", [
-    (dict(interleaved=True), "valid convention, but not this course's"),
+    (dict(interleaved=True), "but not this course's"),
     (dict(sign=-1), "wrong way"),
     (dict(exponent="i/d"), "factor 2 is missing"),
     (dict(exponent="4i/d"), "fall too fast"),
@@ -250,3 +250,163 @@ def test_unfilled_skeletons_read_not_attempted():
         raise NotImplementedError()
     for id in ("09.1", "09.2", "09.3", "09.4"):
         assert utils.check(id, skeleton).status == "not attempted"
+
+
+# ---- issue 24: online over keys, NaN named, more mistakes, and right answers written other ways
+def _blocks(q, k, v, block_size, causal, *, rows=None):
+    """The online softmax over blocks of keys, for the queries at positions ``rows`` (all by default)."""
+    rows = torch.arange(q.shape[-2])[:, None] if rows is None else rows
+    m = q.new_full((*q.shape[:-1], 1), float("-inf"))
+    l, o = q.new_zeros((*q.shape[:-1], 1)), q.new_zeros((*q.shape[:-1], v.shape[-1]))
+    for start in range(0, k.shape[-2], block_size):
+        kb, vb = k[..., start:start + block_size, :], v[..., start:start + block_size, :]
+        s = q @ kb.transpose(-2, -1) / math.sqrt(q.shape[-1])
+        if causal:
+            s = s.masked_fill(torch.arange(start, start + kb.shape[-2]) > rows, float("-inf"))
+        m_new = torch.maximum(m, s.amax(-1, keepdim=True))
+        alpha, p = torch.exp(m - m_new).nan_to_num(0.0), torch.exp(s - m_new).nan_to_num(0.0)
+        l, o, m = l * alpha + p.sum(-1, keepdim=True), o * alpha + p @ vb, m_new
+    return o / l
+
+
+def test_online_softmax_written_other_ways_passes():
+    def zero_d_tensors(q, k, v, block_size, causal=False):  # the issue's: a scale and -inf as 0-d tensors
+        scale = 1 / torch.sqrt(torch.tensor(q.shape[-1]))
+        return _blocks(q * scale * math.sqrt(q.shape[-1]), k, v, block_size, causal)
+
+    def queries_and_keys_tiled(q, k, v, block_size, causal=False):  # FlashAttention-2: query tiles, key blocks inside
+        return torch.cat([_blocks(q[..., i:i + 3, :], k, v, block_size, causal, rows=torch.arange(i, i + 3)[:q.shape[-2] - i, None])
+                          for i in range(0, q.shape[-2], 3)], dim=-2)
+
+    def log_sum_exp(q, k, v, block_size, causal=False):  # a running log-sum-exp instead of (m, l)
+        lse, o = q.new_full((*q.shape[:-1], 1), float("-inf")), q.new_zeros((*q.shape[:-1], v.shape[-1]))
+        rows = torch.arange(q.shape[-2])[:, None]
+        for start in range(0, k.shape[-2], block_size):
+            s = q @ k[..., start:start + block_size, :].transpose(-2, -1) / math.sqrt(q.shape[-1])
+            if causal:
+                s = s.masked_fill(torch.arange(start, start + s.shape[-1]) > rows, float("-inf"))
+            block = torch.logsumexp(s, -1, keepdim=True)
+            new = torch.logaddexp(lse, block)
+            o = o * torch.exp(lse - new).nan_to_num(0.0) + (torch.exp(s - block).nan_to_num(0.0)
+                                                            @ v[..., start:start + block_size, :]) * torch.exp(block - new).nan_to_num(0.0)
+            lse = new
+        return o
+
+    for candidate in (zero_d_tensors, queries_and_keys_tiled, log_sum_exp):
+        passes("09.1", candidate)
+
+
+def test_online_softmax_must_go_over_blocks_of_keys():
+    def query_tiles(q, k, v, block_size, causal=False):  # a full row of scores per query tile: exact, not online
+        Lk = k.shape[-2]
+        out = []
+        for i in range(0, q.shape[-2], 2):
+            s = q[..., i:i + 2, :] @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+            if causal:
+                s = s.masked_fill(torch.arange(Lk) > torch.arange(i, i + s.shape[-2])[:, None], float("-inf"))
+            out.append(s.softmax(-1) @ v)
+        return torch.cat(out, dim=-2)
+
+    def attention_per_query(q, k, v, block_size, causal=False):
+        Lk = k.shape[-2]
+        return torch.cat([F.scaled_dot_product_attention(q[..., i:i + 1, :], k, v,
+                                                         attn_mask=(torch.arange(Lk) <= i)[None] if causal else None)
+                          for i in range(q.shape[-2])], dim=-2)
+
+    def every_block_at_once(q, k, v, block_size, causal=False):
+        Lk, pad = k.shape[-2], (-k.shape[-2]) % block_size
+        kb = F.pad(k, (0, 0, 0, pad)).unflatten(-2, (-1, block_size))
+        vb = F.pad(v, (0, 0, 0, pad)).unflatten(-2, (-1, block_size))
+        s = q[..., None, :, :] @ kb.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (..., blocks, Lq, b)
+        cols = torch.arange(Lk + pad).unflatten(0, (-1, block_size))[:, None, :]
+        allowed = (cols < Lk) & ((cols <= torch.arange(q.shape[-2])[:, None]) if causal else True)
+        s = s.masked_fill(~allowed, float("-inf"))
+        p = torch.exp(s - s.amax(dim=(-3, -1), keepdim=True))
+        return (p @ vb).sum(-3) / p.sum(-1, keepdim=True).sum(-3)
+
+    def whole_causal_mask(q, k, v, block_size, causal=False):
+        if not causal:
+            return _blocks(q, k, v, block_size, False)
+        allowed = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool).tril()  # (Lq, Lk), then sliced per block
+        return _masked_blocks(q, k, v, block_size, allowed)
+
+    fails_with("09.1", query_tiles, "full row of scores")
+    fails_with("09.1", attention_per_query, "full row of scores")
+    fails_with("09.1", every_block_at_once, "every block at once")
+    fails_with("09.1", whole_causal_mask, "whole (Lq, Lk) matrix")
+
+
+def _masked_blocks(q, k, v, block_size, allowed):
+    m = q.new_full((*q.shape[:-1], 1), float("-inf"))
+    l, o = q.new_zeros((*q.shape[:-1], 1)), q.new_zeros((*q.shape[:-1], v.shape[-1]))
+    for start in range(0, k.shape[-2], block_size):
+        s = q @ k[..., start:start + block_size, :].transpose(-2, -1) / math.sqrt(q.shape[-1])
+        s = s.masked_fill(~allowed[:, start:start + block_size], float("-inf"))
+        m_new = torch.maximum(m, s.amax(-1, keepdim=True))
+        alpha, p = torch.exp(m - m_new).nan_to_num(0.0), torch.exp(s - m_new).nan_to_num(0.0)
+        l, o, m = l * alpha + p.sum(-1, keepdim=True), o * alpha + p @ v[..., start:start + block_size, :], m_new
+    return o / l
+
+
+@pytest.mark.parametrize("kw, phrase", [
+    (dict(inverted=True), "NaN from the first block on"),
+    (dict(old_max=True), "NaN from the first block on"),
+    (dict(shared_max=True), "shared by every query"),
+    (dict(m0=0.0), "running maximum starts at 0"),
+])
+def test_online_nan_mistakes_are_named(kw, phrase):
+    fails_with("09.1", online(**kw), phrase)
+
+
+@pytest.mark.parametrize("kw, phrase", [
+    (dict(exponent="0"), "integer division"),
+    (dict(swap_trig=True), "cos and sin are exchanged"),
+    (dict(first=1), "positions + 1"),
+    (dict(halves_swapped=True), "concatenated the other way round"),
+    (dict(pair_swapped=True), "as (x2, x1)"),
+])
+def test_rope_mistakes_of_issue_24(kw, phrase):
+    fails_with("09.2", rope(**kw), phrase)
+
+
+def test_gqa_mistakes_and_right_answers_of_issue_24():
+    def repeat_kv(x, r, how):
+        return x.repeat_interleave(r, 1) if how == "interleave" else x.repeat(1, r, 1, 1)
+
+    def gqa(v_how="interleave", scale=True, mask_kind="as given", weights=True):
+        def grouped_query_attention(q, k, v, mask=None):
+            r = q.shape[1] // k.shape[1]
+            k, v = k.repeat_interleave(r, 1), repeat_kv(v, r, v_how)
+            m = {"as given": mask, "ignored": None, "inverted": None if mask is None else ~mask}[mask_kind]
+            out, w = attention.scaled_dot_product_attention(q if scale else q * math.sqrt(q.shape[-1]), k, v, m)
+            return (out, w) if weights else (out, None)
+        return grouped_query_attention
+
+    fails_with("09.3", gqa(v_how="repeat"), "v's heads are laid out the wrong way")
+    fails_with("09.3", gqa(scale=False), "not scaled")
+    fails_with("09.3", gqa(mask_kind="ignored"), "mask is ignored")
+    fails_with("09.3", gqa(mask_kind="inverted"), "mask is inverted")
+    fails_with("09.3", gqa(weights=False), "returns no weights")
+
+    def expand_reshape(q, k, v, mask=None):  # Llama's repeat_kv, written with expand and reshape
+        B, g, L, d = k.shape
+        r = q.shape[1] // g
+        k = k[:, :, None].expand(B, g, r, L, d).reshape(B, g * r, L, d)
+        v = v[:, :, None].expand(B, g, r, L, v.shape[-1]).reshape(B, g * r, L, v.shape[-1])
+        return attention.scaled_dot_product_attention(q, k, v, mask)
+
+    passes("09.3", expand_reshape)
+
+
+def test_online_memory_must_grow_like_n():
+    """Memory that grows with the number of blocks as well as with n (here: every block's statistics kept) is named,
+    even below the size of the full matrix: the lesson measures the learner's memory up to n = 4096."""
+    def keeps_every_block(q, k, v, block_size, causal=False):
+        kept = []
+        out = _blocks(q, k, v, block_size, causal)
+        for start in range(0, k.shape[-2], block_size):
+            s = q @ k[..., start:start + block_size, :].transpose(-2, -1)
+            kept.append(torch.cat([s.amax(-1, keepdim=True)] * 4, dim=-1))  # (..., Lq, 4) per block, all kept
+        return out + 0 * torch.stack(kept).sum()
+
+    fails_with("09.1", keeps_every_block, "grows with the number of blocks")

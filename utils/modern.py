@@ -5,9 +5,10 @@ models and tasks the lesson measures them on.
 
 Conventions, the same as :mod:`utils.attention`: batch first, heads second ``(B, h, L, d)``; a boolean
 mask is ``True`` where attention is *allowed* and broadcasts against the scores ``(..., Lq, Lk)``.
-RoPE uses the *rotate-half* convention of GPT-NeoX and Llama (feature ``i`` pairs with ``i + d/2``);
-the original RoFormer paper pairs neighbours ``(2i, 2i+1)`` instead: equally valid, a different layout
-of the same rotation, so weights of one convention do not work with code of the other.
+RoPE uses the *rotate-half* layout of GPT-NeoX and Hugging Face's transformers (feature ``i`` pairs with
+``i + d/2``); the RoFormer paper, GPT-J and Meta's reference Llama code pair neighbours ``(2i, 2i+1)``
+instead: equally valid, a different layout of the same rotation, so weights of one layout do not work
+with code of the other.
 """
 from __future__ import annotations
 
@@ -25,11 +26,12 @@ from utils.transformer import FeedForward, sinusoidal_positional_encoding
 def online_softmax_attention(q, k, v, block_size: int, causal: bool = False):
     """softmax(q k^T / sqrt(d)) v, computed over blocks of ``block_size`` keys, never the (Lq, Lk) matrix.
 
-    q (..., Lq, d), k (..., Lk, d), v (..., Lk, dv) -> (..., Lq, dv). For each block it keeps, per
-    query, the running maximum m of the scores so far, the running denominator l = sum exp(s - m) and
-    the running output o = sum exp(s - m) v; when a block raises the maximum, l and o are rescaled by
-    exp(m_old - m_new). causal=True: query i sees keys j <= i, as F.scaled_dot_product_attention(...,
-    is_causal=True).
+    q (..., Lq, d), k (..., Lk, d), v (..., Lk, dv) -> (..., Lq, dv). A loop over the blocks of *keys*
+    holds one block's scores (..., Lq, block_size) at a time (no full row of scores for any query, no
+    (Lq, Lk) mask). For each block it keeps, per query, the running maximum m of the scores so far, the
+    running denominator l = sum exp(s - m) and the running output o = sum exp(s - m) v; when a block
+    raises the maximum, l and o are rescaled by exp(m_old - m_new). causal=True: query i sees keys
+    j <= i, as F.scaled_dot_product_attention(..., is_causal=True).
     """
     Lq, Lk = q.shape[-2], k.shape[-2]
     scale = 1 / math.sqrt(q.shape[-1])

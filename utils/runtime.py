@@ -4,9 +4,9 @@ The quick setting
 -----------------
 ``COURSE_QUICK=1`` in the environment shrinks training budgets (see :func:`budget`) so
 that the unfilled exercise notebooks and the browser test execute every cell fast.
-Claims that need a fully trained model are then reported, not asserted (see
-:func:`claim`). The solution notebooks always run in full, under nbval, where every
-claim is asserted.
+A claim whose evidence needs the full budget is then not checked, and says so, with the
+budget it got (see :func:`claim`): it never prints that it holds on a model that barely
+trained. The solution notebooks always run in full, under nbval, where every claim is asserted.
 """
 from __future__ import annotations
 
@@ -63,27 +63,57 @@ def seed_everything(seed: int = 0) -> None:
     torch.manual_seed(seed)
 
 
-def budget(full, quick):
-    """``full`` normally, ``quick`` under ``COURSE_QUICK=1`` (smaller training budgets)."""
-    return quick if QUICK else full
+class Budget(int):
+    """A whole-number budget from :func:`budget` that remembers the full run's, so that a claim resting on
+    it can say what the quick setting ran instead: ``Budget(40, full=500, unit="steps")`` reads
+    "40 of 500 steps". It is an ``int`` everywhere else (``range(STEPS)``, slicing, arithmetic)."""
+
+    def __new__(cls, value: int, *, full: int, unit: str = "steps"):
+        self = super().__new__(cls, value)
+        self.full, self.unit = int(full), unit
+        return self
+
+    def shortfall(self) -> str:
+        return f"{int(self)} of {self.full} {self.unit}"
 
 
-def claim(holds: bool, statement: str, *, needs_training: bool = True) -> None:
+def budget(full, quick, unit: str = "steps"):
+    """``full`` normally, ``quick`` under ``COURSE_QUICK=1`` (smaller training budgets).
+
+    Whole numbers come back as a :class:`Budget` (an ``int``) that remembers ``full`` and ``unit`` (what is
+    counted: "steps", "runs", "sequences"), for :func:`claim`'s ``budget=``. Other values come back as they are.
+    """
+    value = quick if QUICK else full
+    whole = lambda x: isinstance(x, int) and not isinstance(x, bool)  # noqa: E731
+    return Budget(value, full=full, unit=unit) if whole(full) and whole(quick) else value
+
+
+def claim(holds: bool, statement: str, *, needs_training: bool = True, budget=None) -> None:
     """Assert a claim the lesson's text makes, and say so.
 
-    In the quick setting a claim that ``needs_training`` is reported but not asserted,
-    since the smaller budget may not reach it. Claims that need no training
-    (``needs_training=False``: exact equalities, masking invariances) are always asserted.
+    needs_training: the claim's evidence needs the full budget (training, or a measurement the quick setting
+    cuts short). In the quick setting such a claim is **not checked**: it prints "… not checked in the quick
+    setting (40 of 500 steps): statement", whatever ``holds`` is, since a model that barely trained proves
+    nothing either way. ``budget``: what that evidence ran on, a value of :func:`budget` (or a pair
+    ``(quick, full)``), for the "40 of 500 steps". In a full run every claim is asserted: a claim that does
+    not hold raises AssertionError. Claims that need no training (``needs_training=False``: exact equalities,
+    masking invariances, byte counts) are asserted in both settings.
     """
-    holds = bool(holds)
-    if holds:
+    if QUICK and needs_training:
+        if isinstance(budget, Budget):
+            ran = budget.shortfall()
+        elif isinstance(budget, tuple) and len(budget) == 2:
+            ran = f"{budget[0]} of {budget[1]} steps"
+        else:
+            ran = "a shorter run than the full one"
+        print(f"… not checked in the quick setting ({ran}): {statement}")
+        return
+    if bool(holds):
         print(f"✔ claim holds: {statement}")
-    elif QUICK and needs_training:
-        print(f"… quick setting, claim not asserted: {statement}")
-    else:
-        exercises = sys.modules.get("utils.exercises")  # not imported here: utils.exercises imports this module
-        note = exercises.learner_note() if exercises is not None else ""  # names the learner's code in use, if any
-        raise AssertionError(f"The lesson claims: {statement} -- but the numbers above say otherwise.{note}")
+        return
+    exercises = sys.modules.get("utils.exercises")  # not imported here: utils.exercises imports this module
+    note = exercises.learner_note() if exercises is not None else ""  # names the learner's code in use, if any
+    raise AssertionError(f"The lesson claims: {statement} -- but the numbers above say otherwise.{note}")
 
 
 MEASURED_MARK = "≈"

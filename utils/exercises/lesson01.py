@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from utils import rnn
 from utils.data import EOS, PAD, SOS
-from utils.exercises import exercise
+from utils.exercises import decoding, exercise
 from utils.exercises.checking import (Mistake, callable_candidate, close, copy_weights, expect, expect_close,
                                       expect_shape, expect_tensor, instantiate)
 
@@ -69,9 +69,7 @@ def check_encoder(Candidate):
         src, lengths = _source_batch(B, S, V, seed)
         if extra:
             src, S = F.pad(src, (0, extra), value=PAD), S + extra
-        before = lengths.clone()
-        out = cand(src, lengths)
-        expect(torch.equal(lengths, before), "Your Encoder changed `src_lengths` in place; leave its inputs unchanged.")
+        out = cand(src, lengths)  # (check() stops any in-place change of src or src_lengths)
         expect(isinstance(out, tuple) and len(out) == 2,
                "forward should return a pair `(outputs, (h, c))`, as nn.LSTM does.")
         outputs, state = out
@@ -110,10 +108,8 @@ def check_shift_right(candidate):
     for B, T, sos, seed in [(3, 5, SOS, 0), (2, 1, SOS, 1), (4, 6, 7, 2)]:
         g = torch.Generator().manual_seed(seed)
         tgt = torch.randint(3, 12, (B, T), generator=g)
-        before = tgt.clone()
         got = candidate(tgt, sos) if sos != SOS else candidate(tgt)
         expect_tensor(got, "shift_right(tgt)")
-        expect(torch.equal(tgt, before), "shift_right changed its input in place; build a new tensor instead.")
         if tuple(got.shape) == (B, T + 1):
             raise Mistake("The output is one token too long: keep the length T by dropping the target's last token "
                           "(it is never an input: nothing is predicted after it).")
@@ -182,43 +178,28 @@ def check_decoder(Candidate):
                "does not give the logits of the whole input at once.")
 
 
+@torch.no_grad()
 def _decode_mutants(model, src, lengths, max_len):
-    """Outputs of realistic greedy-decoding mistakes: name -> ids."""
-    def run(start_token=SOS, carry_state=True, pad_after_eos=True, eos_overwritten=False, feed_first=False):
-        _, enc_state = model.encoder(src, lengths)
-        state = enc_state
-        token = torch.full((src.shape[0], 1), start_token)
-        first = token
-        finished = torch.zeros(src.shape[0], dtype=torch.bool)
-        out = []
-        for _ in range(max_len):
-            logits, new_state = model.decoder(first if feed_first else token, state)
-            state = new_state if carry_state else enc_state
-            token = logits.argmax(-1)
-            if eos_overwritten:
-                finished |= token[:, 0] == EOS
-            out.append(torch.where(finished[:, None], PAD, token) if pad_after_eos else token)
-            finished |= token[:, 0] == EOS
-        return torch.cat(out, 1)
+    """{message: ids} of realistic greedy-decoding mistakes: the loop's own (utils.exercises.decoding) and the LSTM's."""
+    _, enc_state = model.encoder(src, lengths)
 
+    def stepper(carry_state=True, feed_first=False):
+        def step(token, state):  # state: the decoder's (h, c) so far
+            logits, new_state = model.decoder(torch.full_like(token, SOS)[:, None] if feed_first else token[:, None], state)
+            return logits[:, -1], (new_state if carry_state else enc_state)
+        return step
+
+    B = src.shape[0]
     return {
-        "The first input must be `<sos>` (SOS), the token the decoder was trained to start from.": run(PAD),
+        **decoding.loop_mistakes(stepper(), enc_state, B, max_len),
         "Carry the decoder's state from step to step: each step must continue from the previous one, "
-        "not restart from the encoder's state.": run(carry_state=False),
-        "After a sequence has produced `<eos>` it is finished: fill the rest of its row with PAD.": run(pad_after_eos=False),
-        _EOS_OVERWRITTEN: run(eos_overwritten=True),
+        "not restart from the encoder's state.": decoding.greedy_mutant(stepper(carry_state=False), enc_state, B, max_len),
         "Feed back the token just generated: every step gets `<sos>` as its input here, so the decoder never sees "
-        "its own previous guess.": run(feed_first=True),
+        "its own previous guess.": decoding.greedy_mutant(stepper(feed_first=True), enc_state, B, max_len),
     }
 
 
-_EOS_OVERWRITTEN = ("Each row's `<eos>` itself was replaced by PAD: mark a row finished *after* writing its token "
-                    "(`out.append(torch.where(finished, PAD, token))`, then `finished |= token == EOS`), so that the "
-                    "EOS stays and only what comes after it is PAD.")
-_RECURSION = ("Your greedy_decode calls `model.generate`, but in this lesson `model.generate` calls greedy_decode: "
-              "that recursion never ends. Write the loop with `model.encoder` and `model.decoder`.")
-_STOPPED_EARLY = ("Your loop stopped when the first row produced `<eos>`, but the other rows were not finished. "
-                  "Stop only when *every* row has finished (`if finished.all(): break`), or run to max_len.")
+_RECURSION = decoding.recursion("model.encoder", "model.decoder")
 
 
 class _DecodingModel(rnn.BottleneckSeq2Seq):
@@ -261,18 +242,12 @@ def check_greedy_decode(candidate):
                 p.mul_(3)
             model.decoder.out.bias[EOS] += eos  # EOS likely (rows finish at different steps), or impossible
         src, lengths = _source_batch(B, S, V, seed)
-        inputs = (src.clone(), lengths.clone())
-        handle = _count_calls(model.decoder, 2 * max_len + 2,
-                              f"Your loop ran the decoder more than max_len = {max_len} times: it must stop after "
-                              "max_len steps even when a row never produces `<eos>` (an untrained model often never "
-                              "does). Loop `for _ in range(max_len)`.")
+        handle = _count_calls(model.decoder, 2 * max_len + 2, decoding.too_many_steps(max_len))
         try:
             with torch.no_grad():
                 got = candidate(model, src, lengths, max_len)
         finally:
             handle.remove()
-        expect(torch.equal(src, inputs[0]) and torch.equal(lengths, inputs[1]),
-               "greedy_decode changed `src` or `src_lengths` in place; leave its inputs unchanged.")
         with torch.no_grad():
             want = rnn.greedy_decode(model, src, lengths, max_len)
         expect_tensor(got, "greedy_decode(...)")
@@ -281,17 +256,6 @@ def check_greedy_decode(candidate):
         expect(got.shape[1] <= max_len, f"The output has {got.shape[1]} steps, more than max_len={max_len}.")
         expect(not got.is_floating_point(), "Return token ids (argmax over the vocabulary), not scores.")
         expect(got.dtype == torch.long, f"Return the ids as torch.long (what argmax gives), not {got.dtype}.")
-        L = got.shape[1]
-        if 0 < L < want.shape[1] and torch.equal(got, want[:, :L]) and bool((got == EOS).any()):
-            raise Mistake(_STOPPED_EARLY)
-        if got.shape[1] > 0 and (got[:, 0] == SOS).all() and not (want[:, 0] == SOS).all():
-            raise Mistake("Do not include the starting `<sos>` in the output: return only the generated tokens.")
-        full = F.pad(got, (0, max_len - got.shape[1]), value=PAD)
-        want_full = F.pad(want, (0, max_len - want.shape[1]), value=PAD)
-        if torch.equal(full, want_full):
-            continue
-        for message, ids in _decode_mutants(model, src, lengths, max_len).items():
-            if torch.equal(full, F.pad(ids, (0, max_len - ids.shape[1]), value=PAD)):
-                raise Mistake(message)
-        raise Mistake("The generated tokens differ from greedy decoding. At each step feed back the argmax of the "
-                      "previous step's logits, and carry the state.")
+        decoding.diagnose(got, want, max_len, lambda: _decode_mutants(model, src, lengths, max_len),
+                          "The generated tokens differ from greedy decoding. At each step feed back the argmax of the "
+                          "previous step's logits, and carry the state.", stop_when_done=False)

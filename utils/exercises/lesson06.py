@@ -24,7 +24,7 @@ from utils import transformer
 from utils.attention import padding_mask
 from utils.exercises import exercise
 from utils.exercises.checking import (Mistake, callable_candidate, close, copy_weights, expect, expect_close,
-                                      expect_same_gradients, expect_shape, expect_tensor, instantiate)
+                                      expect_same_gradients, expect_shape, expect_tensor, instantiate, residual_stack)
 
 
 # ----------------------------------------------------------------- 06.1 sinusoidal positional encoding
@@ -99,7 +99,9 @@ def check_sinusoidal_positional_encoding(candidate):
         if tuple(got.shape) == (D, P) and P != D:
             raise Mistake(f"The result has shape {tuple(got.shape)}: rows should be positions and columns features, "
                           f"(num_positions, d_model) = {(P, D)}.")
-        expect_shape(got, (P, D), f"sinusoidal_positional_encoding({P}, {D})")
+        expect_shape(got, (P, D), f"sinusoidal_positional_encoding({P}, {D})",
+                     "Return the table itself, without a batch axis (`pe.unsqueeze(0)` belongs to the model that adds "
+                     "it, not here)." if tuple(got.shape) in ((1, P, D), (P, 1, D)) else "")
         expect(got.is_floating_point(), "The encoding should be a float tensor (the angles are not whole numbers).")
         expect(got.dtype == torch.get_default_dtype(),
                f"The encoding is {got.dtype}; return {torch.get_default_dtype()}, PyTorch's default, so that it adds to "
@@ -164,6 +166,10 @@ def _ln_mistakes(x, weight, bias, eps) -> dict:
         out["The statistics are over the batch (dim 0): that is BatchNorm. LayerNorm normalises over the last "
             "dimension, each position's own features: `mean(dim=-1, keepdim=True)`."] = norm(m0, v0) * weight + bias
     if x.dim() >= 3:
+        m2, v2 = x.mean((-2, -1), keepdim=True), x.var((-2, -1), unbiased=False, keepdim=True)
+        out["The statistics are over the last *two* dimensions (the whole sequence of each example, as "
+            "nn.LayerNorm((S, D)) would take them); LayerNorm here takes them over the last dimension only, each "
+            "position's own D features: `mean(dim=-1, keepdim=True)`."] = norm(m2, v2) * weight + bias
         m1, v1 = x.mean(-2, keepdim=True), x.var(-2, unbiased=False, keepdim=True)
         out["The statistics are over the sequence (dim -2); LayerNorm takes them over the features, the last "
             "dimension: `mean(dim=-1, keepdim=True)`."] = norm(m1, v1) * weight + bias
@@ -185,10 +191,8 @@ def check_layer_norm(candidate):
         x = (torch.randn(shape, generator=g) * scale + torch.randn(shape[-1], generator=g) * scale).double()
         weight = (1 + 0.5 * torch.randn(shape[-1], generator=g)).double()
         bias = torch.randn(shape[-1], generator=g).double()
-        before = x.clone()
         got = candidate(x, weight, bias, eps) if eps != 1e-5 else candidate(x, weight, bias)
         expect_tensor(got, "layer_norm(x, weight, bias)")
-        expect(torch.equal(x, before), "layer_norm changed x in place; compute a new tensor instead.")
         expect_shape(got, x.shape, "layer_norm(x, weight, bias)", "The output has the shape of the input.")
         want = F.layer_norm(x, (shape[-1],), weight, bias, eps)  # PyTorch's own, the one nn.LayerNorm calls
         expect_close(got.double(), want, f"layer_norm on x of shape {shape}", mistakes=_ln_mistakes(x, weight, bias, eps),
@@ -217,71 +221,75 @@ def _randomise(module: nn.Module, seed: int) -> nn.Module:
     return module
 
 
-def _variant(ref: transformer.EncoderLayer, x, mask, *, norm_first: bool, res_attn=True, res_ff=True,
-             norm_inside=False, swap_norms=False, norm_residual=False, use_mask=True, invert_mask=False,
-             ff_first=False):
-    """The block computed with one realistic mistake, from the reference's own sublayers."""
-    n1, n2 = (ref.norm2, ref.norm1) if swap_norms else (ref.norm1, ref.norm2)
+def _variant(ref: transformer.EncoderLayer, x, mask, *, norm_first: bool, residual=("sa", "ff"), norms=(1, 2),
+             order=("sa", "ff"), unnormed=(), norm_inside=False, norm_residual=False, use_mask=True, invert_mask=False):
+    """The block computed with one realistic mistake, from the reference's own sublayers.
+
+    norms: the norm number of self-attention and of the feed-forward, or "position" (norm1 for the sublayer run
+    first); residual, unnormed: see checking.residual_stack; norm_inside: x + LN(Sublayer(x)); norm_residual:
+    LN(x) + Sublayer(LN(x)).
+    """
     if invert_mask and mask is not None:
         mask = ~mask
-    if ff_first:  # the feed-forward sublayer first, with norm1, then self-attention with norm2
-        out = x
-        for sub, n in ((ref.ff, n1), (lambda h: ref.self_attn(h, h, h, mask)[0], n2)):
-            out = out + sub(n(out)) if norm_first else n(out + sub(out))
-        return out
-
-    def sa(h):
-        return ref.self_attn(h, h, h, mask if use_mask else None)[0]
-
-    def keep(r, y, on):
-        return r + y if on else y
-
-    if norm_first:
-        if norm_inside:  # x + LN(Sublayer(x)): normalised the sublayer's output instead of its input
-            x = keep(x, n1(sa(x)), res_attn)
-            return keep(x, n2(ref.ff(x)), res_ff)
-        if norm_residual:  # LN(x) + Sublayer(LN(x)): the residual path normalised too
-            h = n1(x)
-            x = keep(h, sa(h), res_attn)
-            h = n2(x)
-            return keep(h, ref.ff(h), res_ff)
-        x = keep(x, sa(n1(x)), res_attn)
-        return keep(x, ref.ff(n2(x)), res_ff)
-    x = n1(keep(x, sa(x), res_attn))
-    return n2(keep(x, ref.ff(x), res_ff))
+    numbers = {kind: i + 1 for i, kind in enumerate(order)} if norms == "position" else dict(zip(("sa", "ff"), norms))
+    norm = {kind: getattr(ref, f"norm{n}") for kind, n in numbers.items()}
+    sub = {"sa": lambda h, stream: ref.self_attn(h, h, h, mask if use_mask else None)[0],
+           "ff": lambda h, stream: ref.ff(h)}
+    if norm_inside or norm_residual:  # two ways of putting the LayerNorm where it does not belong
+        for kind in order:
+            if norm_inside:
+                x = (x if kind in residual else 0) + norm[kind](sub[kind](x, x))
+            else:
+                h = norm[kind](x)
+                x = (h if kind in residual else 0) + sub[kind](h, x)
+        return x
+    return residual_stack(x, sub, norm, order, pre_ln=norm_first, residual=residual, unnormed=unnormed)
 
 
-def _block_mistakes(ref, x, mask, norm_first: bool) -> dict:
+def _block_mistakes(ref, x, mask, norm_first: bool) -> list:
+    """[(message, output)] of the realistic mistakes of an encoder block."""
     name = "pre-LN (norm_first=True): x + Sublayer(LayerNorm(x))" if norm_first else \
         "post-LN (norm_first=False): LayerNorm(x + Sublayer(x))"
     other = "post-LN, LayerNorm(x + Sublayer(x))" if norm_first else "pre-LN, x + Sublayer(LayerNorm(x))"
     v = lambda **kw: _variant(ref, x, mask, norm_first=norm_first, **kw)  # noqa: E731
-    mistakes = {
-        f"With norm_first={norm_first} your block computes {other}: read `self.norm_first` and use {name}.":
-            _variant(ref, x, mask, norm_first=not norm_first),
-        f"The residual connection around self-attention is missing ({name}): add the sublayer's input back.":
-            v(res_attn=False),
-        f"The residual connection around the feed-forward sublayer is missing ({name}): add its input back.":
-            v(res_ff=False),
-        f"Both residual connections are missing ({name}).": v(res_attn=False, res_ff=False),
-        "norm1 and norm2 are swapped: norm1 goes with self-attention, norm2 with the feed-forward sublayer.":
-            v(swap_norms=True),
-        "The padding mask is not passed to self-attention: padded keys leak into the real positions. "
-        "Call `self._sa(..., mask)`.": v(use_mask=False),
-        "The mask is inverted: in this course True means *may attend* (True at the real tokens); "
-        "nn.TransformerEncoderLayer's src_key_padding_mask is the opposite (True = padding). Pass `mask` as it is.":
-            v(invert_mask=True) if mask is not None else None,
-        "The sublayers are in the wrong order: self-attention first (with norm1), then the feed-forward (with norm2).":
-            v(ff_first=True),
-    }
+    order = ("The sublayers are in the wrong order: self-attention first (with norm1), then the feed-forward (with "
+             "norm2).")
+    mistakes = [
+        (f"With norm_first={norm_first} your block computes {other}: read `self.norm_first` and use {name}.",
+         _variant(ref, x, mask, norm_first=not norm_first)),
+        (f"The residual connection around self-attention is missing ({name}): add the sublayer's input back.",
+         v(residual=("ff",))),
+        (f"The residual connection around the feed-forward sublayer is missing ({name}): add its input back.",
+         v(residual=("sa",))),
+        (f"Both residual connections are missing ({name}).", v(residual=())),
+        ("norm1 and norm2 are swapped: norm1 goes with self-attention, norm2 with the feed-forward sublayer.",
+         v(norms=(2, 1))),
+        ("You use `self.norm1` for both sublayers: each has its own LayerNorm, norm1 for self-attention and norm2 for "
+         "the feed-forward.", v(norms=(1, 1))),
+        ("You use `self.norm2` for both sublayers: each has its own LayerNorm, norm1 for self-attention and norm2 for "
+         "the feed-forward.", v(norms=(2, 2))),
+        ("The padding mask is not passed to self-attention: padded keys leak into the real positions. "
+         "Call `self._sa(..., mask)`.", v(use_mask=False)),
+        ("The mask is inverted: in this course True means *may attend* (True at the real tokens); "
+         "nn.TransformerEncoderLayer's src_key_padding_mask is the opposite (True = padding). Pass `mask` as it is.",
+         v(invert_mask=True) if mask is not None else None),
+        (order, v(order=("ff", "sa"))),
+        (order, v(order=("ff", "sa"), norms="position")),
+    ]
     if norm_first:
-        mistakes["In pre-LN the LayerNorm goes on the sublayer's *input*: x + Sublayer(LayerNorm(x)), not "
-                 "x + LayerNorm(Sublayer(x))."] = v(norm_inside=True)
-        mistakes["In pre-LN only the sublayer's input is normalised; the residual path carries x itself: "
-                 "x + Sublayer(LayerNorm(x)), not LayerNorm(x) + Sublayer(LayerNorm(x))."] = v(norm_residual=True)
+        mistakes += [
+            ("In pre-LN the LayerNorm goes on the sublayer's *input*: x + Sublayer(LayerNorm(x)), not "
+             "x + LayerNorm(Sublayer(x)).", v(norm_inside=True)),
+            ("In pre-LN only the sublayer's input is normalised; the residual path carries x itself: "
+             "x + Sublayer(LayerNorm(x)), not LayerNorm(x) + Sublayer(LayerNorm(x)).", v(norm_residual=True)),
+            ("In pre-LN every sublayer reads the *normalised* stream: self-attention reads `self.norm1(x)`, not x.",
+             v(unnormed=("sa",))),
+            ("In pre-LN every sublayer reads the *normalised* stream: the feed-forward reads `self.norm2(x)`, not x.",
+             v(unnormed=("ff",))),
+        ]
     else:
-        mistakes["In post-LN the LayerNorm comes *after* the residual sum: LayerNorm(x + Sublayer(x)), not "
-                 "x + LayerNorm(Sublayer(x))."] = _variant(ref, x, mask, norm_first=True, norm_inside=True)
+        mistakes.append(("In post-LN the LayerNorm comes *after* the residual sum: LayerNorm(x + Sublayer(x)), not "
+                         "x + LayerNorm(Sublayer(x)).", _variant(ref, x, mask, norm_first=True, norm_inside=True)))
     return mistakes
 
 
@@ -315,11 +323,11 @@ def check_encoder_layer(Candidate):
                 real = pad[..., None] if m is not None else torch.ones(B, S, 1, dtype=torch.bool)
                 # an inverted mask leaves a row with no real key: its NaN must not hide the diagnosis
                 got_real = torch.nan_to_num(got, nan=1e6) * real
-                raw = mistakes = {}
+                mistakes = []
                 if not close(got_real, want * real):  # the mistakes' outputs only when needed
-                    raw = {msg: out for msg, out in _block_mistakes(ref, x, m, norm_first).items() if out is not None}
-                    mistakes = {msg: out * real for msg, out in raw.items()}
-                    for msg, out in raw.items():
+                    raw = [(msg, out) for msg, out in _block_mistakes(ref, x, m, norm_first) if out is not None]
+                    mistakes = [(msg, out * real) for msg, out in raw]
+                    for msg, out in raw:
                         if close(got_real, torch.nan_to_num(out, nan=1e6) * real):
                             raise Mistake(msg)
                 expect_close(got * real, want * real, f"EncoderLayer(norm_first={norm_first})", mistakes=mistakes,

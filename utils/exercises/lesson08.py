@@ -32,6 +32,12 @@ def _loss_mistakes(logits, tokens) -> dict:
         "You summed over the positions of each sequence and averaged over the sequences: the loss is the mean over "
         "every prediction (B * (T-1) of them), so that it does not grow with T.": nll.sum(dim=1).mean(),
         "That is the sum of the cross-entropy over all predictions; the loss is their mean.": nll.sum(),
+        "You divided the sum by B * T, but there are B * (T-1) predictions (the last position has no next token): "
+        "take the mean over logits[:, :-1] against tokens[:, 1:].": nll.sum() / tokens.numel(),
+        "Each position is scored on its own token, not the next one (both sliced alike): pair logits[:, :-1] with "
+        "tokens[:, 1:], one position apart.": ce(logits[:, 1:], tokens[:, 1:]).mean(),
+        "Each position is scored on its own token, not the next one (both sliced alike): pair logits[:, :-1] with "
+        "tokens[:, 1:], one position apart. ": ce(logits[:, :-1], tokens[:, :-1]).mean(),
         "That is in bits: the loss is in nats (natural log), as F.cross_entropy computes it. Divide by ln 2 only "
         "when you report bits per character.": nll.mean() / math.log(2),
         "The sign is wrong: the cross-entropy is -log p, a positive number to minimise.": -nll.mean(),
@@ -56,11 +62,8 @@ def check_next_token_loss(candidate):
         g = torch.Generator().manual_seed(seed)
         logits = (3 * torch.randn(B, T, V, generator=g)).requires_grad_()
         tokens = torch.randint(0, V, (B, T), generator=g)
-        before_logits, before_tokens = logits.detach().clone(), tokens.clone()
         got = candidate(logits, tokens)
         expect_tensor(got, "next_token_loss(logits, tokens)")
-        expect(torch.equal(tokens, before_tokens) and torch.equal(logits.detach(), before_logits),
-               "Your function changed its inputs in place; slice or copy instead.")
         expect(got.dim() == 0, f"The loss should be a single number (a 0-dim tensor), not shape {tuple(got.shape)}: "
                "average over every row and every predicted position.")
         expect_finite(got, "The loss")
@@ -75,6 +78,7 @@ def check_next_token_loss(candidate):
 
 # ----------------------------------------------------------------- 08.2 sampling
 _ROW = torch.tensor([2.0, 1.0, 0.4, 0.0, -0.6, -1.5])  # distinct logits: top-k has no ties
+_ROWS = torch.stack([_ROW, _ROW.flip(0), _ROW[torch.tensor([3, 0, 5, 1, 4, 2])]])  # (3, V): three orders of them
 
 
 def _dist(logits, temperature, top_k):
@@ -85,16 +89,69 @@ def _dist(logits, temperature, top_k):
     return z.softmax(-1)
 
 
-def _frequencies(candidate, logits, temperature, top_k, seed, n=6000):
-    """Draw n tokens from each of the two rows logits and reversed logits (interleaved): (2, V) frequencies."""
-    V = logits.shape[0]
-    rows = torch.stack([logits, logits.flip(0)]).repeat(n, 1)  # (2n, V): row 2i is logits, row 2i+1 reversed
-    out = candidate(rows, temperature=temperature, top_k=top_k, generator=torch.Generator().manual_seed(seed))
-    expect_shape(out, (2 * n,), f"sample_next(logits (B={2 * n}, V={V}), ...)",
+def _draw(candidate, logits, temperature, top_k, generator):
+    """candidate(...), with a diagnosis when torch.multinomial refuses the probabilities it was given."""
+    try:
+        return candidate(logits, temperature=temperature, top_k=top_k, generator=generator)
+    except RuntimeError as err:
+        if "probability tensor contains" not in str(err):
+            raise
+        raise Mistake(f"With temperature={temperature} and top_k={top_k}, torch.multinomial was given probabilities that "
+                      "hold NaN: a row whose every logit is -inf, so its softmax is 0/0. Does your top-k remove every "
+                      "token (`logits <= kth` removes the k-th largest too: keep `logits >= kth`, remove `logits < kth`)? "
+                      f"(Your code raised RuntimeError: {err})") from None
+
+
+def _frequencies(candidate, temperature, top_k, seed, n=6000):
+    """Draw n tokens from each of the rows of _ROWS (interleaved): (R, V) frequencies."""
+    R, V = _ROWS.shape
+    rows = _ROWS.repeat(n, 1)  # (R n, V): row R i + r is _ROWS[r]
+    out = _draw(candidate, rows, temperature, top_k, torch.Generator().manual_seed(seed))
+    expect_shape(out, (R * n,), f"sample_next(logits (B={R * n}, V={V}), ...)",
                  "One token per row: draw one sample per row, e.g. torch.multinomial(probs, 1).squeeze(-1).")
     expect(out.dtype == torch.long, f"Return int64 token ids (dtype torch.long), not {out.dtype}.")
     expect(bool(((out >= 0) & (out < V)).all()), "Some returned ids are not token ids of the vocabulary (0..V-1).")
-    return torch.stack([torch.bincount(out[0::2], minlength=V), torch.bincount(out[1::2], minlength=V)]).double() / n
+    return torch.stack([torch.bincount(out[r::R], minlength=V) for r in range(R)]).double() / n
+
+
+def _kept(r, k):
+    """The distribution with exactly the k largest of r (V,) kept (k may be 0 or V), at temperature 1."""
+    k = max(0, min(k, r.shape[0]))
+    z = r.masked_fill(r < r.topk(k).values[-1], float("-inf")) if k else torch.full_like(r, float("-inf"))
+    return z.softmax(-1) if k else torch.zeros_like(r)
+
+
+def _sampling_mistakes(temperature, top_k) -> dict:
+    """{message: (R, V) distribution} of realistic mistakes, for the rows of _ROWS."""
+    rows = lambda f: torch.stack([f(r) for r in _ROWS]).double()  # noqa: E731
+    mistakes = {}
+    if top_k is not None:
+        mistakes["Top-k keeps the k *smallest* logits: keep the largest (topk's default, largest=True) and set the "
+                 "others to -inf."] = rows(lambda r: _dist(-(-r), temperature, None).masked_fill(
+                     r > r.topk(top_k, largest=False).values[-1], 0.0))
+        mistakes["top_k is ignored: keep only the k largest logits of each row, the others get probability 0."] = \
+            rows(lambda r: _dist(r, temperature, None))
+        mistakes[f"Your top-k keeps k + 1 tokens ({top_k + 1} with top_k={top_k}): the k-th largest value is "
+                 "`logits.topk(top_k, dim=-1).values[..., -1:]` (the last of the k), and the rest is `logits < kth`."] = \
+            rows(lambda r: _kept(r / temperature, top_k + 1)) if top_k < _ROW.shape[0] else None
+        mistakes[f"Your top-k keeps k - 1 tokens ({top_k - 1} with top_k={top_k}): `logits <= kth` removes the k-th "
+                 "largest itself; remove only `logits < kth`."] = rows(lambda r: _kept(r / temperature, top_k - 1)) \
+            if top_k > 1 else None
+        mistakes["The removed tokens get a logit of 0, which is a logit like any other (e^0 = 1): they are still "
+                 "drawn. Fill them with float('-inf'), whose softmax is exactly 0."] = rows(
+            lambda r: (r / temperature).masked_fill(r < r.topk(top_k).values[-1], 0.0).softmax(-1))
+        column_max = _ROWS.amax(dim=0)  # what topk over dim 0 finds, each row being repeated more than k times
+        mistakes["Your top-k compares the rows of the batch with each other (topk over dim 0): take each row's own k "
+                 "largest logits, `logits.topk(top_k, dim=-1)`."] = rows(
+            lambda r: (r / temperature).masked_fill(r < column_max, float("-inf")).softmax(-1))
+    if temperature != 1.0:
+        mistakes["The temperature multiplies the logits; it must divide them: softmax(logits / temperature), so "
+                 "that a small temperature sharpens the distribution."] = rows(lambda r: _dist(r * temperature ** 2, temperature, top_k))
+        mistakes["The temperature has no effect on your draws: divide the logits by it *before* the softmax "
+                 "(dividing the probabilities changes nothing once they are renormalised)."] = rows(lambda r: _dist(r, 1.0, top_k))
+    mistakes["Every row is drawn from the first row's distribution: sample each row from its own logits."] = \
+        torch.stack([_dist(_ROW, temperature, top_k)] * len(_ROWS)).double()
+    return mistakes
 
 
 @exercise("08.2", "sampling the next token: temperature and top-k", reference=gpt.sample_next, difficulty=2, minutes=15,
@@ -110,7 +167,6 @@ def check_sample_next(candidate):
     callable_candidate(candidate, "sample_next")
     g = torch.Generator().manual_seed(0)
     logits = 2 * torch.randn(7, 10, generator=g)
-    before = logits.clone()
     # greedy
     try:
         greedy = candidate(logits, temperature=0, top_k=None, generator=torch.Generator().manual_seed(1))
@@ -120,13 +176,46 @@ def check_sample_next(candidate):
         raise Mistake("With temperature=0 the function must return the argmax (greedy decoding), without dividing by "
                       f"0: your code raised {type(err).__name__}: {err}") from None
     expect_shape(greedy, (7,), "sample_next(logits (B=7, V=10), temperature=0)", "Return one token id per row.")
-    expect(torch.equal(logits, before), "Your function changed the logits in place; divide into a new tensor.")
     expect(greedy.dtype == torch.long, f"Return int64 token ids (dtype torch.long), not {greedy.dtype}.")
     expect(torch.equal(greedy, logits.argmax(-1)), "With temperature=0 the token must be the argmax of each row "
            "(greedy decoding), the token with the largest logit.")
+    # reproducible with the generator, and only with it
+    flat = torch.zeros(400, 8)
+    torch.manual_seed(123)
+    a = candidate(flat, temperature=1.0, top_k=None, generator=torch.Generator().manual_seed(5))
+    torch.manual_seed(456)
+    b = candidate(flat, temperature=1.0, top_k=None, generator=torch.Generator().manual_seed(5))
+    expect_shape(a, (400,), "sample_next(logits (B=400, V=8), ...)",
+                 "One token per row: draw one sample per row, e.g. torch.multinomial(probs, 1).squeeze(-1).")
+    expect(torch.equal(a, b), "Two calls with generators seeded alike gave different tokens: your draw ignores "
+           "`generator` (pass it: torch.multinomial(probs, 1, generator=generator)).")
+    c = candidate(flat, temperature=1.0, top_k=None, generator=torch.Generator().manual_seed(6))
+    if torch.equal(a, c):
+        raise Mistake("Generators with different seeds gave the same tokens: you draw, but not with the `generator` you "
+                      "are given (a generator of your own, seeded the same at every call?). Pass it: "
+                      "torch.multinomial(probs, 1, generator=generator)." if len(torch.unique(a)) > 1 else
+                      "Generators with different seeds gave the same tokens: the function does not sample.")
+    expect(len(torch.unique(a)) > 1, "With equal logits every row drew the same token, a different one for each seed: "
+           "one random number serves the whole batch. Draw one per row: torch.multinomial(probs, 1) does (or "
+           "torch.rand(B, 1, generator=generator) if you invert the cumulative sum yourself).")
+    expect(len(torch.unique(a)) == 8, "With equal logits every token should be drawn sometimes: sample from the softmax, "
+           "do not take the argmax when temperature > 0.")
+    # the distribution, per row
+    for temperature, top_k, seed in [(1.0, None, 10), (0.5, None, 11), (2.0, None, 12), (1.0, 3, 13), (0.7, 2, 14),
+                                     (1.3, 6, 15)]:
+        freq = _frequencies(candidate, temperature, top_k, seed)
+        want = torch.stack([_dist(r, temperature, top_k) for r in _ROWS]).double()
+        if (freq - want).abs().max() < 0.03:
+            continue
+        for message, dist in _sampling_mistakes(temperature, top_k).items():
+            if dist is not None and (freq - dist / dist.sum(-1, keepdim=True)).abs().max() < 0.03:
+                raise Mistake(message)
+        raise Mistake(f"With temperature={temperature} and top_k={top_k} your tokens do not follow softmax(logits / "
+                      "temperature) restricted to the top_k largest logits (renormalised over those k): some tokens "
+                      "come up far too often or too rarely.")
     # top_k=1 is greedy at any temperature
     for t in (0.5, 1.5):
-        top1 = candidate(logits, temperature=t, top_k=1, generator=torch.Generator().manual_seed(2))
+        top1 = _draw(candidate, logits, t, 1, torch.Generator().manual_seed(2))
         if not torch.equal(top1, logits.argmax(-1)):
             if torch.equal(top1, logits[:1].argmax(-1).expand(7)):
                 raise Mistake("Every row got the first row's token: sample each row from its own logits.")
@@ -135,47 +224,6 @@ def check_sample_next(candidate):
                               "logits (topk's default, largest=True) and removes the rest.")
             raise Mistake("With top_k=1 only the largest logit remains, so every draw must be the argmax: top_k is ignored, "
                           "or it does not keep the largest logits.")
-    # reproducible with the generator, and only with it
-    flat = torch.zeros(400, 8)
-    torch.manual_seed(123)
-    a = candidate(flat, temperature=1.0, top_k=None, generator=torch.Generator().manual_seed(5))
-    torch.manual_seed(456)
-    b = candidate(flat, temperature=1.0, top_k=None, generator=torch.Generator().manual_seed(5))
-    expect_shape(a, (400,), "sample_next(logits (B=400, V=8), ...)")
-    expect(torch.equal(a, b), "Two calls with generators seeded alike gave different tokens: your draw ignores "
-           "`generator` (pass it: torch.multinomial(probs, 1, generator=generator)).")
-    c = candidate(flat, temperature=1.0, top_k=None, generator=torch.Generator().manual_seed(6))
-    expect(not torch.equal(a, c), "Generators with different seeds gave the same tokens: the function does not sample.")
-    expect(len(torch.unique(a)) == 8, "With equal logits every token should be drawn sometimes: sample from the softmax, "
-           "do not take the argmax when temperature > 0.")
-    # the distribution, per row
-    for temperature, top_k, seed in [(1.0, None, 10), (0.5, None, 11), (2.0, None, 12), (1.0, 3, 13), (0.7, 2, 14),
-                                     (1.3, 6, 15)]:
-        freq = _frequencies(candidate, _ROW, temperature, top_k, seed)
-        want = torch.stack([_dist(_ROW, temperature, top_k), _dist(_ROW.flip(0), temperature, top_k)]).double()
-        if (freq - want).abs().max() < 0.03:
-            continue
-        rows = lambda f: torch.stack([f(_ROW), f(_ROW.flip(0))]).double()  # noqa: E731
-        mistakes = {}
-        if top_k is not None:
-            mistakes["Top-k keeps the k *smallest* logits: keep the largest (topk's default, largest=True) and set the "
-                     "others to -inf."] = rows(lambda r: _dist(-(-r), temperature, None).masked_fill(
-                         r > r.topk(top_k, largest=False).values[-1], 0.0))
-            mistakes["top_k is ignored: keep only the k largest logits of each row, the others get probability 0."] = \
-                rows(lambda r: _dist(r, temperature, None))
-        if temperature != 1.0:
-            mistakes["The temperature multiplies the logits; it must divide them: softmax(logits / temperature), so "
-                     "that a small temperature sharpens the distribution."] = rows(lambda r: _dist(r * temperature ** 2, temperature, top_k))
-            mistakes["The temperature has no effect on your draws: divide the logits by it *before* the softmax "
-                     "(dividing the probabilities changes nothing once they are renormalised)."] = rows(lambda r: _dist(r, 1.0, top_k))
-        mistakes["Every row is drawn from the first row's distribution: sample each row from its own logits."] = \
-            torch.stack([_dist(_ROW, temperature, top_k)] * 2).double()
-        for message, dist in mistakes.items():
-            dist = dist / dist.sum(-1, keepdim=True)
-            if (freq - dist).abs().max() < 0.03:
-                raise Mistake(message)
-        raise Mistake(f"With temperature={temperature} and top_k={top_k} your tokens do not follow softmax(logits / "
-                      "temperature) restricted to the top_k largest logits: some tokens come up far too often or too rarely.")
 
 
 # ----------------------------------------------------------------- 08.3 the GPT model
@@ -246,7 +294,7 @@ def check_gpt(Candidate):
                 "are (its embeddings are initialised small instead).": m(scale=True),
             }, otherwise="Embed (tokens + positions), run the blocks with the causal mask, then the final norm and the head.")
         free = instantiate(Candidate, *args, causal=False)
-        free.load_state_dict(ref.state_dict())
+        copy_weights(ref, free, "Your GPT")
         ids = torch.randint(0, V, (2, T), generator=g)
         expect(close(free.eval()(ids), _gpt_variant(ref, ids, mask="none")),
                "With causal=False the model must use no mask at all (every position sees the whole sequence): pass "
@@ -254,10 +302,13 @@ def check_gpt(Candidate):
 
 
 # ----------------------------------------------------------------- 08.4 prefix matching
-def _score_variant(weights, tokens, *, shift=1, strict=True, all_queries=False, reduce="sum", transpose=False):
+def _score_variant(weights, tokens, *, shift=1, strict=True, all_queries=False, reduce="sum", transpose=False,
+                   later=False):
     T = tokens.shape[0]
     w = weights.transpose(-1, -2) if transpose else weights
     before = torch.ones(T, T, dtype=torch.bool).tril(diagonal=-1 if strict else 0)
+    if later:  # triu for tril: the occurrences after the query
+        before = torch.ones(T, T, dtype=torch.bool).triu(diagonal=1)
     earlier = (tokens[:, None] == tokens[None, :]) & before
     target = torch.zeros_like(earlier)
     if shift == 1:
@@ -271,6 +322,9 @@ def _score_variant(weights, tokens, *, shift=1, strict=True, all_queries=False, 
         per = (w * target).sum(-1)
     elif reduce == "max":
         per = (w * target).amax(-1)
+    elif reduce == "last":  # the position after the most recent occurrence only
+        last = torch.where(target, torch.arange(T), -1).amax(-1)  # (T,), -1 where there is none
+        per = torch.where(last >= 0, w.gather(-1, last.clamp(min=0).expand(w.shape[0], T)[..., None])[..., 0], 0.0)
     else:  # mean over the occurrences
         per = (w * target).sum(-1) / target.sum(-1).clamp(min=1)
     return per[:, queries].mean(-1)
@@ -304,10 +358,8 @@ def check_prefix_matching_score(candidate):
         for h, causal in ((3, False), (2, True)):
             scores = 2 * torch.randn(h, T, T, generator=g)
             weights = (scores.masked_fill(~causal_mask(T), float("-inf")) if causal else scores).softmax(-1)
-            w0, t0 = weights.clone(), tokens.clone()
             got = candidate(weights, tokens)
             expect_tensor(got, "prefix_matching_score(weights, tokens)")
-            expect(torch.equal(weights, w0) and torch.equal(tokens, t0), "Your function changed its inputs in place.")
             expect_shape(got, (h,), f"prefix_matching_score(weights (h={h}, T, T), tokens (T,))",
                          "One score per head: average over the queries, not over the heads.")
             expect_finite(got, "The scores")
@@ -325,6 +377,10 @@ def check_prefix_matching_score(candidate):
                 "(you took the largest).": v(reduce="max"),
                 "When a token occurred several times before, add the weights on every following position j + 1 "
                 "(you averaged them).": v(reduce="mean"),
+                "When a token occurred several times before, add the weights on the positions after *every* earlier "
+                "occurrence, not only after the most recent one.": v(reduce="last"),
+                "You matched the *later* occurrences of the query's token (triu); the earlier ones count, j < t "
+                "(`.tril(diagonal=-1)`).": v(later=True),
             }, otherwise="Per head: for each query t whose token occurred earlier, the attention on the positions just after "
                          "those occurrences, summed; then the mean over those queries.")
     # a perfect induction head scores 1

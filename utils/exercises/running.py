@@ -46,8 +46,8 @@ def check(id: str, candidate=None) -> CheckResult:
             torch.set_num_threads(1)
         # The checks draw random inputs; forking the RNG keeps the lesson's own random stream
         # (and so its results) identical whether or not the learner runs a check.
-        with guard, torch.random.fork_rng(devices=[]), torch.enable_grad():
-            ex.checker(candidate)
+        with guard, torch.random.fork_rng(devices=[]), torch.enable_grad(), checking.inputs_kept(candidate) as watched:
+            ex.checker(watched)  # every call of the candidate keeps its input tensors unchanged (checking.inputs_kept)
     except Mistake as m:
         return CheckResult(id, "fail", str(m), ex.title)
     except CheckTimeout:
