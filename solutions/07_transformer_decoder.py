@@ -423,9 +423,12 @@ class Seq2SeqTransformer(Transformer):
 # The task is lesson 01's: reverse a sequence of 2 to 24 symbols. The Transformer has two
 # encoder and two decoder layers of width 64 with 4 heads. It trains with Adam at a learning rate
 # of 2e-3, then a few more steps at 5e-4: a two-step version of the decaying learning rate the
-# paper uses, which lets it settle on the last, hardest examples (the longest inputs).
+# paper uses, which lets it settle on the last, hardest examples (the longest inputs). At the
+# higher rate the loss still jumps from batch to batch, so the first phase's final loss (the mean
+# of its last 20 steps) differs by a factor of two or more from one CPU to another; the second
+# phase's, and the accuracies, hardly move.
 
-# %%
+# %% tags=["tolerance-factor=4"]
 def train_in_two_phases(model, task, steps, *, desc):
     """``train`` at lr 2e-3 for ``steps`` steps, then at 5e-4 for a fifth as many; one History for both."""
     first = train(model, task, steps=steps, batch_size=64, lr=2e-3, desc=desc)
