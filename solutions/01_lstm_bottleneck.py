@@ -307,7 +307,7 @@ class BottleneckSeq2Seq(nn.Module):
 # `HIDDEN` is the size of $h$: the context vector $v$ is `2 * HIDDEN` numbers ($h$ and $c$).
 
 # %%
-HIDDEN, STEPS, BATCH = 64, utils.budget(500, 40), 128
+HIDDEN, STEPS, BATCH = 64, utils.budget(400, 40), 128
 EVAL_LENGTHS = [4, 8, 12, 16, 20, 24]
 
 torch.manual_seed(0)

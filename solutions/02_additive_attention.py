@@ -325,14 +325,14 @@ class AttentionSeq2Seq(nn.Module):
 # ## 4. Experiment 1: the same budget as lesson 01, at every length
 #
 # Same task (reverse, lengths 2 to 24 mixed), same hidden size 64, same training budget
-# (500 steps of 128 examples, Adam, learning rate $3 \cdot 10^{-3}$), same evaluation on fresh
+# (400 steps of 128 examples, Adam, learning rate $3 \cdot 10^{-3}$), same evaluation on fresh
 # inputs of each length. First lesson 01's bottleneck model again (so that both curves come from
 # this notebook), then the attention model. Attention adds parameters (the attention layers, and a
 # decoder cell and output layer that also read the context): we count them, and compare.
 
 # %%
 task = SymbolTask("reverse", num_symbols=10, min_len=2, max_len=24)
-HIDDEN, STEPS, BATCH = 64, utils.budget(500, 40), 128
+HIDDEN, STEPS, BATCH = 64, utils.budget(400, 40), 128
 EVAL_LENGTHS = [4, 8, 12, 16, 20, 24]
 
 torch.manual_seed(0)
@@ -413,14 +413,14 @@ utils.claim(moves_left >= 0.85, "alpha differs for each output token: its centre
 #
 # Reversal is easy to predict. Dates are a small translation task: the input is a date written in
 # one of seven formats ("3rd of March 1987", "Tue 03/03/87", ...), the output its ISO form
-# `1987-03-03`, character by character. The same model, trained briefly (300 steps) from scratch:
+# `1987-03-03`, character by character. The same model, trained briefly (250 steps) from scratch:
 
 # %%
 dates = DateTask()
 print(dates, "·", ", ".join(text for text, _ in dates.random_dates(3, torch.Generator().manual_seed(0))))
 torch.manual_seed(0)
 date_model = AttentionSeq2Seq(len(dates.vocab), emb_dim=32, hidden_dim=64, attn_dim=64)
-date_history = train(date_model, dates, steps=utils.budget(300, 20), batch_size=128, lr=3e-3,
+date_history = train(date_model, dates, steps=utils.budget(250, 20), batch_size=128, lr=3e-3,
                      desc="dates")
 test_dates = dates.sample(500, torch.Generator().manual_seed(11))
 pred = date_model.generate(test_dates.src, test_dates.src_lengths, max_len=12)

@@ -4,8 +4,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from utils.attention import (MultiHeadAttention, SelfAttention, causal_mask, copy_into_torch_mha, merge_heads,
-                             padding_mask, scaled_dot_product_attention, split_heads)
+from utils.attention import (MultiHeadAttention, SelfAttention, causal_mask, copy_into_torch_mha, fused_attention,
+                             merge_heads, padding_mask, scaled_dot_product_attention, split_heads)
 
 ATOL = 1e-10
 
@@ -240,3 +240,36 @@ def test_mha_heads_are_not_mixed():
     _, w2 = ours(x, x, x)
     assert not torch.allclose(w2[:, 0], w[:, 0])
     torch.testing.assert_close(w2[:, 1:], w[:, 1:], atol=ATOL, rtol=0)
+
+
+# ----------------------------------------------------------------- the fused path (the models' training)
+@pytest.mark.parametrize("case", ["none", "causal 2-D", "causal 3-D", "padding", "3-D", "4-D per head", "fully masked row"])
+def test_fused_attention_equals_mha_with_its_gradients(case):
+    """fused_attention(mha, ...) is mha(...)[0], value and gradient, whichever mask the course passes."""
+    ours, _ = _pair(seed=5)
+    B, Lq, Lk = 3, 5, 5 if "causal" in case else 7
+    q, kv = torch.randn(B, Lq, 12, requires_grad=True), torch.randn(B, Lk, 12, requires_grad=True)
+    mask = {"none": None, "causal 2-D": causal_mask(Lq), "causal 3-D": causal_mask(Lq)[None],
+            "padding": padding_mask(torch.tensor([7, 2, 4]), Lk), "3-D": _random_mask((B, Lq, Lk), 6),
+            "4-D per head": _random_mask((B, 3, Lq, Lk), 7), "fully masked row": _random_mask((B, Lq, Lk), 8)}[case]
+    if case == "fully masked row":
+        mask[1, 2] = False  # query 2 of example 1 may attend to nothing: zeros, not NaN, in both
+    want = ours(q, kv, kv, mask)[0]
+    got = fused_attention(ours, q, kv, kv, mask)
+    torch.testing.assert_close(got, want, atol=1e-12, rtol=0)
+    weight = torch.randn_like(want)
+    grads = torch.autograd.grad((want * weight).sum(), [q, kv, *ours.parameters()])
+    fused_grads = torch.autograd.grad((got * weight).sum(), [q, kv, *ours.parameters()])
+    assert all(torch.isfinite(g).all() for g in fused_grads)
+    for g, f in zip(grads, fused_grads):
+        torch.testing.assert_close(f, g, atol=1e-12, rtol=0)
+
+
+def test_fused_attention_takes_the_causal_kernel_only_for_the_causal_mask():
+    """A lower-triangular mask that is not causal_mask(L) (a window) must not be mistaken for it."""
+    ours, _ = _pair(seed=6)
+    x = torch.randn(2, 6, 12)
+    window = causal_mask(6) & ~causal_mask(6).tril(-3)  # each query sees itself and the two keys before it
+    torch.testing.assert_close(fused_attention(ours, x, x, x, window), ours(x, x, x, window)[0], atol=1e-12, rtol=0)
+    with pytest.raises(TypeError, match="bool"):
+        fused_attention(ours, x, x, x, causal_mask(6).float())

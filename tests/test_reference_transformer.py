@@ -100,8 +100,13 @@ def test_decoder_layer_matches_torch(norm_first):
     theirs = copy_into_torch_decoder_layer(ours, nn.TransformerDecoderLayer(D, H, FF, **_torch_kwargs(norm_first)))
     x, memory = torch.randn(3, 5, D), torch.randn(3, 7, D)  # T != S
     pad = padding_mask(torch.tensor([7, 2, 4]), 7)
-    out = ours(x, memory, tgt_mask=causal_mask(5), memory_mask=pad)
     ref = theirs(x, memory, tgt_mask=~causal_mask(5), memory_key_padding_mask=~pad)
+    # a training step (train mode, gradients on): the fused attention, which keeps no weights
+    out = ours(x, memory, tgt_mask=causal_mask(5), memory_mask=pad)
+    torch.testing.assert_close(out, ref, atol=ATOL, rtol=0)
+    assert ours.last_self_weights is None and ours.last_cross_weights is None
+    # eval mode: the course's own attention, whose weights the heatmaps read
+    out = ours.eval()(x, memory, tgt_mask=causal_mask(5), memory_mask=pad)
     torch.testing.assert_close(out, ref, atol=ATOL, rtol=0)
     assert ours.last_cross_weights.shape == (3, H, 5, 7) and (ours.last_cross_weights[1, :, :, 2:] == 0).all()
     assert (ours.last_self_weights.triu(1) == 0).all()  # nothing from the future
