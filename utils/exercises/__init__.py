@@ -41,7 +41,7 @@ __all__ = ["check", "hint", "solution", "use", "CheckResult", "Exercise", "exerc
 
 _UTILS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _REGISTRY: dict[str, "Exercise"] = {}
-LESSONS = ("01", "02", "03", "04", "05", "06", "07", "08", "09")
+LESSONS = ("01", "02", "03", "04", "05", "06", "07", "08", "09", "10")
 # Generous for any machine: every check takes well under a few seconds on a slow CPU.
 TIME_LIMIT_S = float(os.environ.get("COURSE_CHECK_SECONDS", "30") or 30)
 MEMORY_LIMIT_MB = float(os.environ.get("COURSE_CHECK_MEMORY_MB", "2048") or 2048)
