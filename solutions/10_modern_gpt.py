@@ -508,7 +508,7 @@ utils.claim(bits["+ GQA (g = 2)"] - bits["+ RoPE"] < max(0.1, spread),
             "GQA halves the KV cache for a small cost, if any: less than 0.1 bits per character, or the spread")
 utils.claim(bits[FULL] - bits["+ GQA (g = 2)"] < 0.05, "the window costs nothing measurable (less than 0.05 bits per "
             "character) at this context length")
-utils.claim(speed[FULL] < 0.9 * speed[ROWS[0]] and speed["+ RMSNorm"] < speed[ROWS[0]], "at this size the full "
+utils.claim(speed[FULL] < 0.9 * speed[ROWS[0]] and speed["+ RMSNorm"] < 1.02 * speed[ROWS[0]], "at this size the full "
             "model generates more slowly than lesson 08's GPT, and RMSNorm alone is not faster", needs_training=False)
 utils.claim(all(count(models[name]) / count(models[ROWS[0]]) > 0.85 for name in ROWS),
             "the parameters stay comparable: every model has at least 85% of lesson 08's", needs_training=False)

@@ -235,7 +235,7 @@ def test_block_right_answers_written_differently_pass():
             self.calls += 1
             attended, new_kv = self.self_attn(x=self.norm1(x), positions=positions, cache=cache)
             h = attended + x
-            return h + self.ff(self.norm2(h)), new_kv
+            return h + self.ff(self.norm2(h)), list(new_kv)  # a list of (k, v) serves the cache as well
 
     class TorchNorm(ModernBlock):  # PyTorch's own RMSNorm, with the same eps, is just as right
         def __init__(self, config):

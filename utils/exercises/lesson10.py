@@ -343,7 +343,7 @@ def check_modern_block(Candidate):
         x0 = x.clone()
         out = cand(x, positions)
         expect(torch.equal(x, x0), "Your block changed its input x in place: write x = x + ..., not x += ... .")
-        expect(isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], tuple) and len(out[1]) == 2,
+        expect(isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], (tuple, list)) and len(out[1]) == 2,
                "forward should return a pair (x, kv): the block's output and the (k, v) that self.self_attn returned, "
                "for the cache.")
         got, kv = out
