@@ -828,3 +828,6 @@ print(f"state {d_lin} x {d_lin} = {d_lin * d_lin:,} numbers against a KV cache o
 #    by $16/64$. Better or worse than plain RoPE there? And the sinusoidal model?
 # 4. At which $g$ does the cache of a 70B-parameter model (80 layers, 64 heads of 128) fit a 32768-token
 #    conversation into 10 GiB at 16 bits? Use `modern.kv_cache_bytes`.
+# 5. **Lesson 10** puts RoPE, grouped-query attention and the sliding window (with a rolling KV cache)
+#    into lesson 08's GPT, together with RMSNorm and a SwiGLU feed-forward, and measures what each piece
+#    buys on real text.
