@@ -348,7 +348,7 @@ utils.claim(all(d >= -0.02 for d in drops), "accuracy never rises with length (b
 # %%
 g = torch.Generator().manual_seed(99)
 long_batch = task.sample(500, g, length=20)
-pred = model.generate(long_batch.src.to(utils.device()), long_batch.src_lengths, max_len=22).cpu()
+pred = model.generate(long_batch.src, long_batch.src_lengths, max_len=22)
 pred = F.pad(pred, (0, 21 - pred.shape[1]), value=PAD)[:, :21]  # (500, 21): 20 symbols and EOS
 by_position = (pred == long_batch.tgt).float().mean(0)[:20]  # (20,) accuracy of output position t
 

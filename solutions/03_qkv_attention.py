@@ -595,14 +595,13 @@ _ = plot_losses({"one self-attention layer": history}, title="Learning the runni
 # maximum. Then we take the causal mask away, so that each query also sees the future.
 
 # %%
-dev = utils.device()
-test = task.sample(500, torch.Generator().manual_seed(123)).to(dev)
+test = task.sample(500, torch.Generator().manual_seed(123))
 real = test.tgt != PAD  # (B, L): the real output positions
 with torch.no_grad():
     accuracy = (model(test.src, test.src_lengths).argmax(-1) == test.tgt)[real].float().mean().item()
     weights = model.weights  # (B, L, L)
     # key j holds the running max of query i if j <= i and x_j == y_i
-    holds_max = (test.src[:, None, :] == test.tgt[:, :, None]) & causal_mask(test.src.shape[1], device=dev)
+    holds_max = (test.src[:, None, :] == test.tgt[:, :, None]) & causal_mask(test.src.shape[1])
     on_max = (weights * holds_max).sum(-1)[real].mean().item()
     no_causal = (model(test.src, test.src_lengths, causal=False).argmax(-1) == test.tgt)[real].float().mean().item()
 print(f"accuracy: {utils.measured(accuracy, '.1%')}; weight on the running maximum: {utils.measured(on_max, '.1%')}; "

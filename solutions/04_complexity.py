@@ -540,9 +540,9 @@ utils.check("04.3", attention_memory)
 # allocation and every free on the CPU, and returns the highest total reached. We compare the
 # course's attention with PyTorch's fused `F.scaled_dot_product_attention`, which computes the
 # same output block by block (tiles of queries and keys, with a running softmax) and never stores
-# the $n \times n$ matrix. One detail: on the CPU, PyTorch 2.13 uses its fused kernel only for
-# 4-D inputs `(batch, heads, n, d)`; given 3-D inputs it falls back to a plain "math" version that
-# does store the matrix. The last column shows it.
+# the $n \times n$ matrix. One detail: on the CPU, PyTorch 2.13 and older use the fused kernel only
+# for 4-D inputs `(batch, heads, n, d)`; given 3-D inputs they fall back to a plain "math" version
+# that does store the matrix (PyTorch 2.14 no longer does). The last column shows what yours does.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -569,8 +569,12 @@ utils.claim(fused_slope < 1.5 and cost.loglog_slope(MEM_LENGTHS, memory["counted
             needs_training=False)
 utils.claim(memory["fused, 4-D"][-1] * 10 < memory["course's attention"][-1],
             f"at n = {MEM_LENGTHS[-1]} the fused kernel needs less than a tenth of the memory", needs_training=False)
-utils.claim(memory["PyTorch, 3-D input"][-1] > 4 * memory["fused, 4-D"][-1],
-            "with 3-D inputs PyTorch falls back to a version that stores the n x n matrix", needs_training=False)
+stores = memory["PyTorch, 3-D input"][-1] > 4 * memory["fused, 4-D"][-1]
+torch_version = torch.__version__.split("+")[0]
+print(f"PyTorch {torch_version}, 3-D inputs: {'a fallback that stores' if stores else 'the fused kernel, without'} the n x n matrix")
+if tuple(int(part) for part in torch_version.split(".")[:2]) <= (2, 13):
+    utils.claim(stores, "with 3-D inputs PyTorch 2.13 and older fall back to a version that stores the n x n matrix",
+                needs_training=False)
 
 # %%
 fig, ax = plt.subplots(figsize=(7, 4))
@@ -740,7 +744,7 @@ utils.claim(short_wide[0]["time"] is not None and long_narrow[1]["time"] is not 
 #
 # ## Going further
 #
-# 1. Set `DEVICE = utils.device()` on a machine with a GPU and time the layers again (remove
+# 1. On a machine with a GPU, set `DEVICE = torch.device("cuda")` and time the layers again (remove
 #    `single_thread`). Where does the slope of attention start to look like 2, and why not for
 #    small $n$?
 # 2. Multi-head attention (lesson 05) splits $d$ into $h$ heads of width $d/h$. Count its FLOPs:

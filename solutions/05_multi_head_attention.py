@@ -518,7 +518,7 @@ def neighbour_loss(logits, tgt):
 @torch.no_grad()
 def answer_accuracy(model, task, n: int = 2000, seed: int = 123):
     """Accuracy of each answer (K,) and of both together, on n fresh sequences."""
-    batch = task.sample(n, torch.Generator().manual_seed(seed)).to(utils.device())
+    batch = task.sample(n, torch.Generator().manual_seed(seed))
     right = model(batch.src).argmax(-1) == batch.tgt  # (n, L, K)
     return right.float().mean((0, 1)).cpu(), right.all(-1).float().mean().item()
 
@@ -571,7 +571,7 @@ utils.claim(single_parts.min() < 0.5, f"the single head fails one of the two ali
 # keys (the same 12 positions; the labels are position:symbol).
 
 # %%
-sample_batch = task.sample(1, torch.Generator().manual_seed(5)).to(utils.device())
+sample_batch = task.sample(1, torch.Generator().manual_seed(5))
 labels = [f"{i}:{SYMBOLS[s]}" for i, s in enumerate(sample_batch.src[0].tolist())]
 with torch.no_grad():
     multi(sample_batch.src)
@@ -592,7 +592,7 @@ plt.tight_layout()
 @torch.no_grad()
 def neighbour_weight(model, n: int = 500, seed: int = 7):
     """(h, 2): the mean attention weight of each head on the key at i-1 and at i+1."""
-    batch = task.sample(n, torch.Generator().manual_seed(seed)).to(utils.device())
+    batch = task.sample(n, torch.Generator().manual_seed(seed))
     model(batch.src)
     w = model.last_weights.cpu()  # (n, h, L, L)
     L = w.shape[-1]
@@ -719,7 +719,7 @@ utils.claim(diff > 0.01 and not verdict and "transpose" in verdict.message,
 
 # %%
 with torch.no_grad():
-    eval_batch = left_task.sample(2000, torch.Generator().manual_seed(123)).to(utils.device())
+    eval_batch = left_task.sample(2000, torch.Generator().manual_seed(123))
     by_position = (bug_model(eval_batch.src).argmax(-1) == eval_batch.tgt)[..., 0].float().mean(0).cpu()  # (L,)
 fig, ax = plt.subplots(figsize=(7, 3.2))
 ax.bar(range(left_task.length), 100 * by_position.numpy(), color=PALETTE[1])
@@ -748,7 +748,7 @@ import ipywidgets as widgets
 from IPython.display import HTML, display
 
 N_EXAMPLES = 20
-examples = task.sample(N_EXAMPLES, torch.Generator().manual_seed(11)).to(utils.device())
+examples = task.sample(N_EXAMPLES, torch.Generator().manual_seed(11))
 
 
 def render(model_name: str, example: int = 0, head: int = 0, enabled=(True, True)):

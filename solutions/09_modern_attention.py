@@ -113,7 +113,7 @@ from utils.modern import GroupedQueryAttention, LagTask, Tagger, tagging_accurac
 from utils.plots import HEATMAP, PALETTE, plot_losses
 from utils.training import count_parameters, train
 
-# Measurements run on the CPU, whatever the machine has (as in lesson 04); training uses the GPU if there is one.
+# Measurements run on the CPU, whatever the machine has (as in lesson 04); training uses utils.device() (the CPU unless COURSE_DEVICE says otherwise).
 CPU = torch.device("cpu")
 
 
@@ -822,8 +822,9 @@ print(f"state {d_lin} x {d_lin} = {d_lin * d_lin:,} numbers against a KV cache o
 # 1. Tile the queries too (FlashAttention-2): loop over blocks of queries outside the loop over keys.
 #    With `causal=True`, which (query block, key block) pairs can you skip entirely, and what fraction
 #    of the work is that for $n$ much larger than the block?
-# 2. Give `modern.sliding_window_attention` a rolling KV cache of $w$ positions for generation, and
-#    check it gives the same tokens as recomputing with the mask.
+# 2. With a window of $w$, generation needs only the last $w$ keys and values of each layer: a cache
+#    that rolls. How many bytes per sequence does it hold for Mistral 7B's shape at $n = 32768$, and
+#    why does it stop growing? (Lesson 10 builds it, exercise 10.2, and checks it against the mask.)
 # 3. Position interpolation: evaluate the RoPE tagger of section 2 at length 64 with positions scaled
 #    by $16/64$. Better or worse than plain RoPE there? And the sinusoidal model?
 # 4. At which $g$ does the cache of a 70B-parameter model (80 layers, 64 heads of 128) fit a 32768-token

@@ -43,8 +43,11 @@ def train(model: nn.Module, task, *, steps: int, batch_size: int = 64, lr: float
     When it ends, the bar becomes one line: steps, final loss and time (:mod:`utils.progress`).
 
     The batches come from their own generator seeded with ``seed``: the same call gives the
-    same model, whatever ran before it.
+    same model, whatever ran before it. Training runs on ``device`` (default :func:`utils.device`,
+    the CPU unless ``COURSE_DEVICE`` says otherwise); the trained model goes back to the device it
+    came from (the CPU, in every lesson), so the cells after training need no ``.to(device)``.
     """
+    home = next(model.parameters()).device
     device = device or default_device()
     model.to(device).train()
     generator = torch.Generator().manual_seed(seed)
@@ -67,7 +70,7 @@ def train(model: nn.Module, task, *, steps: int, batch_size: int = 64, lr: float
         if step % 25 == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}")
     history.seconds = time.perf_counter() - start
-    model.eval()
+    model.to(home).eval()
     bar.finish(f"{desc}: {steps} steps, final loss {measured(history.final_loss, '.3f')} ({fmt_time(history.seconds)})")
     return history
 
@@ -95,9 +98,10 @@ def accuracy_by_length(model, task, lengths, *, n: int = 200, seed: int = 1234, 
     """Evaluate ``model`` on ``n`` fresh examples of each input length.
 
     Returns ``{length: {"token": mean token accuracy, "exact": exact-match rate}}``.
-    The evaluation examples come from their own seed, different from training's.
+    The evaluation examples come from their own seed, different from training's. It runs where the
+    model is, unless ``device`` is given.
     """
-    device = device or default_device()
+    device = device or next(model.parameters()).device
     model.to(device).eval()
     generator = torch.Generator().manual_seed(seed)
     results = {}
