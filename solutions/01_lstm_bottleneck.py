@@ -92,7 +92,12 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from utils.data import EOS, PAD, SOS, SymbolTask
 from utils.plots import plot_accuracy_by_length, plot_losses
-from utils.training import accuracy_by_length, count_parameters, print_accuracy_table, train
+from utils.training import (
+    accuracy_by_length,
+    count_parameters,
+    print_accuracy_table,
+    train,
+)
 from utils.widgets import prediction_explorer
 
 # %% [markdown]
@@ -156,9 +161,13 @@ class Encoder(nn.Module):
         x = self.embedding(src)  # (B, S, E)
         # Packing makes the LSTM stop at each sequence's own length, so (h, c) is not
         # polluted by the padding steps of the shorter sequences.
-        packed = pack_padded_sequence(x, src_lengths.cpu(), batch_first=True, enforce_sorted=False)
+        packed = pack_padded_sequence(
+            x, src_lengths.cpu(), batch_first=True, enforce_sorted=False
+        )
         packed_outputs, (h, c) = self.lstm(packed)  # h, c: (1, B, H)
-        outputs, _ = pad_packed_sequence(packed_outputs, batch_first=True, total_length=src.shape[1])
+        outputs, _ = pad_packed_sequence(
+            packed_outputs, batch_first=True, total_length=src.shape[1]
+        )
         return outputs, (h, c)  # (B, S, H), ((1, B, H), (1, B, H))
         ### END SOLUTION
 
@@ -186,7 +195,8 @@ def shift_right(tgt, sos: int = SOS):
     """
     ### BEGIN SOLUTION
     start = torch.full_like(tgt[:, :1], sos)  # (B, 1)
-    return torch.cat([start, tgt[:, :-1]], dim=1)  # (B, T): drop the last token, keep the length
+    # (B, T): drop the last token, keep the length
+    return torch.cat([start, tgt[:, :-1]], dim=1)
     ### END SOLUTION
 
 
@@ -224,7 +234,8 @@ class Decoder(nn.Module):
     def forward(self, inputs, state):
         ### BEGIN SOLUTION
         x = self.embedding(inputs)  # (B, T, E)
-        outputs, state = self.lstm(x, state)  # (B, T, H): the state v is the decoder's only view of the source
+        # (B, T, H): the state v is the decoder's only view of the source
+        outputs, state = self.lstm(x, state)
         return self.out(outputs), state  # logits (B, T, V), not probabilities
         ### END SOLUTION
 
@@ -251,11 +262,13 @@ def greedy_decode(model, src, src_lengths, max_len: int):
     """
     ### BEGIN SOLUTION
     _, state = model.encoder(src, src_lengths)
-    token = torch.full((src.shape[0], 1), SOS, dtype=torch.long, device=src.device)  # (B, 1)
+    # (B, 1)
+    token = torch.full((src.shape[0], 1), SOS, dtype=torch.long, device=src.device)
     finished = torch.zeros(src.shape[0], dtype=torch.bool, device=src.device)
     out = []
     for _ in range(max_len):
-        logits, state = model.decoder(token, state)  # (B, 1, V): feed back our own last guess
+        # (B, 1, V): feed back our own last guess
+        logits, state = model.decoder(token, state)
         token = logits.argmax(dim=-1)  # (B, 1)
         out.append(torch.where(finished[:, None], PAD, token))  # nothing after EOS
         finished |= token[:, 0] == EOS
@@ -290,7 +303,8 @@ class BottleneckSeq2Seq(nn.Module):
         self.decoder = Decoder(vocab_size, emb_dim, hidden_dim)
 
     def forward(self, src, src_lengths, tgt):
-        _, v = self.encoder(src, src_lengths)  # v = (h, c): the fixed-size context vector
+        # v = (h, c): the fixed-size context vector
+        _, v = self.encoder(src, src_lengths)
         logits, _ = self.decoder(shift_right(tgt), v)
         return logits  # (B, T, V)
 
@@ -313,14 +327,18 @@ EVAL_LENGTHS = [4, 8, 12, 16, 20, 24]
 torch.manual_seed(0)
 model = BottleneckSeq2Seq(len(task.vocab), emb_dim=32, hidden_dim=HIDDEN)
 print(f"{count_parameters(model):,} parameters")
-history = train(model, task, steps=STEPS, batch_size=BATCH, lr=3e-3, desc="bottleneck LSTM")
+history = train(
+    model, task, steps=STEPS, batch_size=BATCH, lr=3e-3, desc="bottleneck LSTM"
+)
 results = {f"LSTM, v = 2 x {HIDDEN}": accuracy_by_length(model, task, EVAL_LENGTHS)}
 print_accuracy_table(results)
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
 plot_losses({"bottleneck LSTM": history}, ax=axes[0])
-plot_accuracy_by_length(results, ax=axes[1], title="Reversing: accuracy falls with length")
+plot_accuracy_by_length(
+    results, ax=axes[1], title="Reversing: accuracy falls with length"
+)
 plt.tight_layout()
 
 # %% [markdown]
@@ -330,12 +348,25 @@ plt.tight_layout()
 # %%
 acc = results[f"LSTM, v = 2 x {HIDDEN}"]
 short, long = acc[EVAL_LENGTHS[0]]["token"], acc[EVAL_LENGTHS[-1]]["token"]
-print(f"token accuracy: {utils.measured(short, '.1%')} at length {EVAL_LENGTHS[0]}, {utils.measured(long, '.1%')} at length {EVAL_LENGTHS[-1]}")
-utils.claim(short >= 0.95, f"accuracy is high on short inputs (length {EVAL_LENGTHS[0]}: {utils.measured(short, '.1%')} >= 95%)")
-utils.claim(long <= short - 0.30, f"accuracy falls markedly with length (length {EVAL_LENGTHS[-1]}: {utils.measured(long, '.1%')}, "
-            f"at least 30 points lower)")
-drops = [acc[a]["token"] - acc[b]["token"] for a, b in zip(EVAL_LENGTHS, EVAL_LENGTHS[1:])]
-utils.claim(all(d >= -0.02 for d in drops), "accuracy never rises with length (beyond 2 points of noise)")
+print(
+    f"token accuracy: {utils.measured(short, '.1%')} at length {EVAL_LENGTHS[0]}, {utils.measured(long, '.1%')} at length {EVAL_LENGTHS[-1]}"
+)
+utils.claim(
+    short >= 0.95,
+    f"accuracy is high on short inputs (length {EVAL_LENGTHS[0]}: {utils.measured(short, '.1%')} >= 95%)",
+)
+utils.claim(
+    long <= short - 0.30,
+    f"accuracy falls markedly with length (length {EVAL_LENGTHS[-1]}: {utils.measured(long, '.1%')}, "
+    f"at least 30 points lower)",
+)
+drops = [
+    acc[a]["token"] - acc[b]["token"] for a, b in zip(EVAL_LENGTHS, EVAL_LENGTHS[1:])
+]
+utils.claim(
+    all(d >= -0.02 for d in drops),
+    "accuracy never rises with length (beyond 2 points of noise)",
+)
 
 # %% [markdown]
 # ### Where in the output do the errors fall?
@@ -349,20 +380,34 @@ utils.claim(all(d >= -0.02 for d in drops), "accuracy never rises with length (b
 g = torch.Generator().manual_seed(99)
 long_batch = task.sample(500, g, length=20)
 pred = model.generate(long_batch.src, long_batch.src_lengths, max_len=22)
-pred = F.pad(pred, (0, 21 - pred.shape[1]), value=PAD)[:, :21]  # (500, 21): 20 symbols and EOS
-by_position = (pred == long_batch.tgt).float().mean(0)[:20]  # (20,) accuracy of output position t
+# (500, 21): 20 symbols and EOS
+pred = F.pad(pred, (0, 21 - pred.shape[1]), value=PAD)[:, :21]
+# (20,) accuracy of output position t
+by_position = (pred == long_batch.tgt).float().mean(0)[:20]
 
 fig, ax = plt.subplots(figsize=(7, 3.4))
 ax.bar(range(1, 21), 100 * by_position.numpy(), color=utils.plots.PALETTE[0])
 ax.axhline(10, color="grey", linestyle=":", label="chance (1 in 10 symbols)")
 ax.set_xticks(range(1, 21))
-ax.set(xlabel="output position t (it copies input position 21 - t)", ylabel="token accuracy (%)",
-       title="Length 20: accuracy of each output position", ylim=(0, 102))
+ax.set(
+    xlabel="output position t (it copies input position 21 - t)",
+    ylabel="token accuracy (%)",
+    title="Length 20: accuracy of each output position",
+    ylim=(0, 102),
+)
 ax.legend()
-first5, middle, last5 = (by_position[:5].mean().item(), by_position[8:13].mean().item(), by_position[-5:].mean().item())
-print(f"output positions 1-5: {utils.measured(first5, '.1%')}, 9-13: {utils.measured(middle, '.1%')}, 16-20: {utils.measured(last5, '.1%')}")
-utils.claim(first5 > middle + 0.2 and first5 > last5 + 0.2,
-            "outputs that copy inputs read long ago are much worse than those that copy the last inputs")
+first5, middle, last5 = (
+    by_position[:5].mean().item(),
+    by_position[8:13].mean().item(),
+    by_position[-5:].mean().item(),
+)
+print(
+    f"output positions 1-5: {utils.measured(first5, '.1%')}, 9-13: {utils.measured(middle, '.1%')}, 16-20: {utils.measured(last5, '.1%')}"
+)
+utils.claim(
+    first5 > middle + 0.2 and first5 > last5 + 0.2,
+    "outputs that copy inputs read long ago are much worse than those that copy the last inputs",
+)
 
 # %% [markdown]
 # ### Does a bigger $v$ fix it?
@@ -375,17 +420,30 @@ utils.claim(first5 > middle + 0.2 and first5 > last5 + 0.2,
 # %% tags=["tolerance-points=20"]
 torch.manual_seed(0)
 big = BottleneckSeq2Seq(len(task.vocab), emb_dim=32, hidden_dim=2 * HIDDEN)
-train(big, task, steps=STEPS, batch_size=BATCH, lr=3e-3, desc=f"bottleneck LSTM, hidden {2 * HIDDEN}")
+train(
+    big,
+    task,
+    steps=STEPS,
+    batch_size=BATCH,
+    lr=3e-3,
+    desc=f"bottleneck LSTM, hidden {2 * HIDDEN}",
+)
 results[f"LSTM, v = 2 x {2 * HIDDEN}"] = accuracy_by_length(big, task, EVAL_LENGTHS)
 print_accuracy_table(results)
-_ = plot_accuracy_by_length(results, title="A bigger v moves the cliff; it does not remove it")
+_ = plot_accuracy_by_length(
+    results, title="A bigger v moves the cliff; it does not remove it"
+)
 
 # %%
 big_acc = results[f"LSTM, v = 2 x {2 * HIDDEN}"]
-print(f"hidden {2 * HIDDEN}: {utils.measured(big_acc[EVAL_LENGTHS[0]]['token'], '.1%')} at length {EVAL_LENGTHS[0]}, "
-      f"{utils.measured(big_acc[EVAL_LENGTHS[-1]]['token'], '.1%')} at length {EVAL_LENGTHS[-1]}")
-utils.claim(big_acc[EVAL_LENGTHS[-1]]["token"] < big_acc[EVAL_LENGTHS[0]]["token"] - 0.10,
-            "with a bigger v the longest inputs are still clearly worse than the short ones")
+print(
+    f"hidden {2 * HIDDEN}: {utils.measured(big_acc[EVAL_LENGTHS[0]]['token'], '.1%')} at length {EVAL_LENGTHS[0]}, "
+    f"{utils.measured(big_acc[EVAL_LENGTHS[-1]]['token'], '.1%')} at length {EVAL_LENGTHS[-1]}"
+)
+utils.claim(
+    big_acc[EVAL_LENGTHS[-1]]["token"] < big_acc[EVAL_LENGTHS[0]]["token"] - 0.10,
+    "with a bigger v the longest inputs are still clearly worse than the short ones",
+)
 
 # %% [markdown]
 # The first outputs, which copy the inputs read last, are the best; accuracy then falls as the
@@ -407,16 +465,18 @@ explorer
 # The same view, without the widget, for one short and one long example:
 
 # %%
-# NBVAL_IGNORE_OUTPUT
-# (which tokens a trained model writes can change with the CPU: the cell asserts what it shows)
+# NBVAL_IGNORE_OUTPUT (which tokens a trained model writes can change with the CPU: the
+# cell asserts what it shows)
 from IPython.display import HTML, display
 
 errors = {}
 for length in (EVAL_LENGTHS[0], EVAL_LENGTHS[-1]):
     html, errors[length] = render(length, 0)
     display(HTML(html))
-utils.claim(errors[EVAL_LENGTHS[0]] <= 1 and errors[EVAL_LENGTHS[-1]] >= 3,
-            "the short example comes out (nearly) right, the long one with several errors")
+utils.claim(
+    errors[EVAL_LENGTHS[0]] <= 1 and errors[EVAL_LENGTHS[-1]] >= 3,
+    "the short example comes out (nearly) right, the long one with several errors",
+)
 
 # %% [markdown]
 # ## 6. Why this motivates attention

@@ -101,7 +101,14 @@ from utils.cost import best_times
 from utils.data import EOS, PAD, SOS, DateTask, SymbolTask
 from utils.plots import plot_accuracy_by_length, plot_attention, plot_losses
 from utils.rnn import BottleneckSeq2Seq, Encoder, shift_right
-from utils.training import accuracy_by_length, count_parameters, exact_match, print_accuracy_table, token_accuracy, train
+from utils.training import (
+    accuracy_by_length,
+    count_parameters,
+    exact_match,
+    print_accuracy_table,
+    token_accuracy,
+    train,
+)
 
 # %% [markdown]
 # ## 1. The idea: a different context for every output token
@@ -171,15 +178,24 @@ class AdditiveAttention(nn.Module):
     def forward(self, query, keys, mask=None, projected_keys=None):
         ### BEGIN SOLUTION
         if projected_keys is None:
-            projected_keys = self.W_k(keys)  # (B, S, A); it does not depend on the query
-        # W_q s is one vector per example: [:, None, :] broadcasts it over all S positions.
-        scores = self.w_v(torch.tanh(self.W_q(query)[:, None, :] + projected_keys)).squeeze(-1)  # e: (B, S)
+            # (B, S, A); it does not depend on the query
+            projected_keys = self.W_k(keys)
+        # W_q s is one vector per example: [:, None, :] broadcasts it over all S
+        # positions.
+        # e: (B, S)
+        scores = self.w_v(
+            torch.tanh(self.W_q(query)[:, None, :] + projected_keys)
+        ).squeeze(-1)
         if mask is not None:
-            scores = scores.masked_fill(~mask, float("-inf"))  # exp(-inf) = 0: padding gets no weight
-        weights = torch.softmax(scores, dim=-1)  # alpha: (B, S), each row sums to 1 over the positions
+            # exp(-inf) = 0: padding gets no weight
+            scores = scores.masked_fill(~mask, float("-inf"))
+        # alpha: (B, S), each row sums to 1 over the positions
+        weights = torch.softmax(scores, dim=-1)
         if mask is not None:
-            weights = torch.where(mask.any(dim=-1, keepdim=True), weights, 0.0)  # all masked: 0, not NaN
-        context = torch.bmm(weights[:, None, :], keys).squeeze(1)  # c = sum_j alpha_j h_j: (B, Dk)
+            # all masked: 0, not NaN
+            weights = torch.where(mask.any(dim=-1, keepdim=True), weights, 0.0)
+        # c = sum_j alpha_j h_j: (B, Dk)
+        context = torch.bmm(weights[:, None, :], keys).squeeze(1)
         return context, weights
         ### END SOLUTION
 
@@ -198,16 +214,25 @@ AdditiveAttention = utils.use("02.1", AdditiveAttention)
 torch.manual_seed(0)
 attention = AdditiveAttention(query_dim=8, key_dim=8, attn_dim=16)
 query, keys = torch.randn(2, 8), torch.randn(2, 5, 8)  # (B, Dq), (B, S, Dk)
-mask = torch.tensor([[True, True, True, True, True], [True, True, True, False, False]])  # second row: 2 pads
+# second row: 2 pads
+mask = torch.tensor([[True, True, True, True, True], [True, True, True, False, False]])
 with torch.no_grad():
     context, weights = attention(query, keys, mask)
-    garbage = torch.where(mask[..., None], keys, 1e3 * torch.randn(2, 5, 8))  # change only the padding
+    # change only the padding
+    garbage = torch.where(mask[..., None], keys, 1e3 * torch.randn(2, 5, 8))
     context2, _ = attention(query, garbage, mask)
 print("alpha (B, S):\n", weights.numpy().round(3))
 print("row sums:", weights.sum(-1).numpy().round(6))
-utils.claim(torch.allclose(weights.sum(-1), torch.ones(2)), "each row of alpha sums to 1", needs_training=False)
-utils.claim(bool((weights[~mask] == 0).all()) and torch.allclose(context, context2),
-            "padded positions get weight exactly 0 and have no influence on the context", needs_training=False)
+utils.claim(
+    torch.allclose(weights.sum(-1), torch.ones(2)),
+    "each row of alpha sums to 1",
+    needs_training=False,
+)
+utils.claim(
+    bool((weights[~mask] == 0).all()) and torch.allclose(context, context2),
+    "padded positions get weight exactly 0 and have no influence on the context",
+    needs_training=False,
+)
 
 # %% [markdown]
 # ## 2. The decoder step, with attention
@@ -254,8 +279,10 @@ class AttentionDecoder(nn.Module):
     def forward(self, token, state, enc_outputs, mask, projected_keys=None):
         ### BEGIN SOLUTION
         s_prev = state[0]  # (B, H): the hidden state, not the LSTM's cell state
-        context, weights = self.attention(s_prev, enc_outputs, mask, projected_keys)  # c_i (B, H), alpha_i (B, S)
-        s, cell = self.cell(torch.cat([self.embedding(token), context], dim=-1), state)  # s_i from [emb(y_{i-1}); c_i]
+        # c_i (B, H), alpha_i (B, S)
+        context, weights = self.attention(s_prev, enc_outputs, mask, projected_keys)
+        # s_i from [emb(y_{i-1}); c_i]
+        s, cell = self.cell(torch.cat([self.embedding(token), context], dim=-1), state)
         logits = self.out(torch.cat([s, context], dim=-1))  # (B, V): from [s_i; c_i]
         return logits, (s, cell), weights
         ### END SOLUTION
@@ -280,15 +307,25 @@ AttentionDecoder = utils.use("02.2", AttentionDecoder)
 class AttentionSeq2Seq(nn.Module):
     """Lesson 01's encoder, and a decoder that attends to every encoder state at every step."""
 
-    def __init__(self, vocab_size: int, emb_dim: int = 32, hidden_dim: int = 64, attn_dim: int = 64):
+    def __init__(
+        self,
+        vocab_size: int,
+        emb_dim: int = 32,
+        hidden_dim: int = 64,
+        attn_dim: int = 64,
+    ):
         super().__init__()
         self.encoder = Encoder(vocab_size, emb_dim, hidden_dim)
         self.decoder = AttentionDecoder(vocab_size, emb_dim, hidden_dim, attn_dim)
 
     def _start(self, src, src_lengths):
         enc_outputs, (h, c) = self.encoder(src, src_lengths)  # (B, S, H)
-        mask = torch.arange(src.shape[1], device=src.device)[None, :] < src_lengths[:, None].to(src.device)  # (B, S)
-        projected_keys = self.decoder.attention.W_k(enc_outputs)  # (B, S, A): once per sequence, not per step
+        # (B, S)
+        mask = torch.arange(src.shape[1], device=src.device)[None, :] < src_lengths[
+            :, None
+        ].to(src.device)
+        # (B, S, A): once per sequence, not per step
+        projected_keys = self.decoder.attention.W_k(enc_outputs)
         return enc_outputs, mask, projected_keys, (h[0], c[0])
 
     def forward(self, src, src_lengths, tgt, return_attention: bool = False):
@@ -296,17 +333,21 @@ class AttentionSeq2Seq(nn.Module):
         inputs = shift_right(tgt)  # teacher forcing
         logits, alphas = [], []
         for i in range(tgt.shape[1]):  # sequential: s_i needs s_{i-1}
-            step_logits, state, weights = self.decoder(inputs[:, i], state, enc_outputs, mask, keys)
+            step_logits, state, weights = self.decoder(
+                inputs[:, i], state, enc_outputs, mask, keys
+            )
             logits.append(step_logits)
             alphas.append(weights)
         logits = torch.stack(logits, dim=1)  # (B, T, V)
-        return (logits, torch.stack(alphas, dim=1)) if return_attention else logits  # weights (B, T, S)
+        # weights (B, T, S)
+        return (logits, torch.stack(alphas, dim=1)) if return_attention else logits
 
     @torch.no_grad()
     def generate(self, src, src_lengths, max_len: int, return_attention: bool = False):
         """Greedy decoding -> ids (B, L), and with ``return_attention`` also weights (B, L, S)."""
         enc_outputs, mask, keys, state = self._start(src, src_lengths)
-        token = torch.full((src.shape[0],), SOS, dtype=torch.long, device=src.device)  # (B,)
+        # (B,)
+        token = torch.full((src.shape[0],), SOS, dtype=torch.long, device=src.device)
         finished = torch.zeros_like(token, dtype=torch.bool)
         out, alphas = [], []
         for _ in range(max_len):
@@ -318,7 +359,8 @@ class AttentionSeq2Seq(nn.Module):
             if finished.all():
                 break
         ids = torch.stack(out, dim=1)  # (B, L)
-        return (ids, torch.stack(alphas, dim=1)) if return_attention else ids  # weights (B, L, S)
+        # weights (B, L, S)
+        return (ids, torch.stack(alphas, dim=1)) if return_attention else ids
 
 
 # %% [markdown]
@@ -336,24 +378,37 @@ HIDDEN, STEPS, BATCH = 64, utils.budget(400, 40), 128
 EVAL_LENGTHS = [4, 8, 12, 16, 20, 24]
 
 torch.manual_seed(0)
-bottleneck = BottleneckSeq2Seq(len(task.vocab), emb_dim=32, hidden_dim=HIDDEN)  # the very model of lesson 01
+# the very model of lesson 01
+bottleneck = BottleneckSeq2Seq(len(task.vocab), emb_dim=32, hidden_dim=HIDDEN)
 torch.manual_seed(0)
 model = AttentionSeq2Seq(len(task.vocab), emb_dim=32, hidden_dim=HIDDEN, attn_dim=64)
-print(f"bottleneck: {count_parameters(bottleneck):,} parameters; attention: {count_parameters(model):,} parameters")
+print(
+    f"bottleneck: {count_parameters(bottleneck):,} parameters; attention: {count_parameters(model):,} parameters"
+)
 
-histories = {"bottleneck LSTM": train(bottleneck, task, steps=STEPS, batch_size=BATCH, lr=3e-3, desc="bottleneck LSTM")}
+histories = {
+    "bottleneck LSTM": train(
+        bottleneck, task, steps=STEPS, batch_size=BATCH, lr=3e-3, desc="bottleneck LSTM"
+    )
+}
 torch.manual_seed(0)
 model = AttentionSeq2Seq(len(task.vocab), emb_dim=32, hidden_dim=HIDDEN, attn_dim=64)
-histories["LSTM + attention"] = train(model, task, steps=STEPS, batch_size=BATCH, lr=3e-3, desc="LSTM + attention")
+histories["LSTM + attention"] = train(
+    model, task, steps=STEPS, batch_size=BATCH, lr=3e-3, desc="LSTM + attention"
+)
 
-results = {"bottleneck LSTM": accuracy_by_length(bottleneck, task, EVAL_LENGTHS),
-           "LSTM + attention": accuracy_by_length(model, task, EVAL_LENGTHS)}
+results = {
+    "bottleneck LSTM": accuracy_by_length(bottleneck, task, EVAL_LENGTHS),
+    "LSTM + attention": accuracy_by_length(model, task, EVAL_LENGTHS),
+}
 print_accuracy_table(results)
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
 plot_losses(histories, ax=axes[0])
-plot_accuracy_by_length(results, ax=axes[1], title="Reversing: attention does not fall with length")
+plot_accuracy_by_length(
+    results, ax=axes[1], title="Reversing: attention does not fall with length"
+)
 plt.tight_layout()
 
 # %% [markdown]
@@ -364,13 +419,24 @@ plt.tight_layout()
 att = {n: results["LSTM + attention"][n]["token"] for n in EVAL_LENGTHS}
 bot = {n: results["bottleneck LSTM"][n]["token"] for n in EVAL_LENGTHS}
 longest = EVAL_LENGTHS[-1]
-print(f"attention: lowest token accuracy {utils.measured(min(att.values()), '.1%')}; at length {longest}: "
-      f"attention {utils.measured(att[longest], '.1%')}, bottleneck {utils.measured(bot[longest], '.1%')}")
-utils.claim(min(att.values()) >= 0.90, f"with attention, token accuracy stays high at every length "
-            f"(lowest {utils.measured(min(att.values()), '.1%')} >= 90%)")
-utils.claim(bot[longest] <= bot[EVAL_LENGTHS[0]] - 0.30, "without attention it falls with length, as in lesson 01")
-utils.claim(att[longest] >= bot[longest] + 0.30, f"at length {longest} attention is at least 30 points better "
-            f"({utils.measured(att[longest], '.1%')} vs {utils.measured(bot[longest], '.1%')})")
+print(
+    f"attention: lowest token accuracy {utils.measured(min(att.values()), '.1%')}; at length {longest}: "
+    f"attention {utils.measured(att[longest], '.1%')}, bottleneck {utils.measured(bot[longest], '.1%')}"
+)
+utils.claim(
+    min(att.values()) >= 0.90,
+    f"with attention, token accuracy stays high at every length "
+    f"(lowest {utils.measured(min(att.values()), '.1%')} >= 90%)",
+)
+utils.claim(
+    bot[longest] <= bot[EVAL_LENGTHS[0]] - 0.30,
+    "without attention it falls with length, as in lesson 01",
+)
+utils.claim(
+    att[longest] >= bot[longest] + 0.30,
+    f"at length {longest} attention is at least 30 points better "
+    f"({utils.measured(att[longest], '.1%')} vs {utils.measured(bot[longest], '.1%')})",
+)
 
 # %% [markdown]
 # ## 5. Experiment 2: which input did each output use?
@@ -381,12 +447,18 @@ utils.claim(att[longest] >= bot[longest] + 0.30, f"at length {longest} attention
 
 # %%
 example = task.sample(1, torch.Generator().manual_seed(3), length=12)
-ids, alpha = model.generate(example.src, example.src_lengths, max_len=14, return_attention=True)  # alpha (1, L, S)
+# alpha (1, L, S)
+ids, alpha = model.generate(
+    example.src, example.src_lengths, max_len=14, return_attention=True
+)
 src_tokens = task.vocab.decode(example.src[0])
-out_tokens = [task.vocab.itos[i] for i in ids[0].tolist()]  # "<eos>" included: it attends too
+# "<eos>" included: it attends too
+out_tokens = [task.vocab.itos[i] for i in ids[0].tolist()]
 print("input :", " ".join(src_tokens))
 print("output:", " ".join(out_tokens))
-_ = plot_attention(alpha[0], src_tokens, out_tokens, title="Reversing 12 symbols: an anti-diagonal")
+_ = plot_attention(
+    alpha[0], src_tokens, out_tokens, title="Reversing 12 symbols: an anti-diagonal"
+)
 
 # %% [markdown]
 # The weight of output token $i$ sits on the mirrored input $n + 1 - i$ **or its right-hand
@@ -397,16 +469,29 @@ _ = plot_attention(alpha[0], src_tokens, out_tokens, title="Reversing 12 symbols
 # %%
 n = 16
 probe = task.sample(200, torch.Generator().manual_seed(5), length=n)
-ids, alpha = model.generate(probe.src, probe.src_lengths, max_len=n + 1, return_attention=True)
+ids, alpha = model.generate(
+    probe.src, probe.src_lengths, max_len=n + 1, return_attention=True
+)
 alpha = alpha[:, :n]  # (200, n, n): the n output symbols, without <eos>
 mirror = n - 1 - torch.arange(n)  # 0-based: output i reverses input n-1-i
 on_diagonal = (alpha.argmax(-1) - mirror).abs().le(1).float().mean().item()
-centre = (alpha * torch.arange(n)).sum(-1)  # (200, n): the weighted mean input position of each output
+# (200, n): the weighted mean input position of each output
+centre = (alpha * torch.arange(n)).sum(-1)
 moves_left = (centre[:, 1:] - centre[:, :-1] < -0.5).float().mean().item()
-print(f"largest weight on the mirrored input or a neighbour: {utils.measured(on_diagonal, '.1%')}")
-print(f"centre of the weights moves left by more than half a position at each output token: {utils.measured(moves_left, '.1%')}")
-utils.claim(on_diagonal >= 0.9, "reversing, each output attends at its mirrored input (the anti-diagonal)")
-utils.claim(moves_left >= 0.85, "alpha differs for each output token: its centre moves one input further left each time")
+print(
+    f"largest weight on the mirrored input or a neighbour: {utils.measured(on_diagonal, '.1%')}"
+)
+print(
+    f"centre of the weights moves left by more than half a position at each output token: {utils.measured(moves_left, '.1%')}"
+)
+utils.claim(
+    on_diagonal >= 0.9,
+    "reversing, each output attends at its mirrored input (the anti-diagonal)",
+)
+utils.claim(
+    moves_left >= 0.85,
+    "alpha differs for each output token: its centre moves one input further left each time",
+)
 
 # %% [markdown]
 # ### Dates: alignments a person can read
@@ -417,22 +502,48 @@ utils.claim(moves_left >= 0.85, "alpha differs for each output token: its centre
 
 # %%
 dates = DateTask()
-print(dates, "·", ", ".join(text for text, _ in dates.random_dates(3, torch.Generator().manual_seed(0))))
+print(
+    dates,
+    "·",
+    ", ".join(
+        text for text, _ in dates.random_dates(3, torch.Generator().manual_seed(0))
+    ),
+)
 torch.manual_seed(0)
 date_model = AttentionSeq2Seq(len(dates.vocab), emb_dim=32, hidden_dim=64, attn_dim=64)
-date_history = train(date_model, dates, steps=utils.budget(250, 20), batch_size=128, lr=3e-3,
-                     desc="dates")
+date_history = train(
+    date_model,
+    dates,
+    steps=utils.budget(250, 20),
+    batch_size=128,
+    lr=3e-3,
+    desc="dates",
+)
 test_dates = dates.sample(500, torch.Generator().manual_seed(11))
 pred = date_model.generate(test_dates.src, test_dates.src_lengths, max_len=12)
-date_tok, date_exact = token_accuracy(pred, test_dates.tgt).mean().item(), exact_match(pred, test_dates.tgt).mean().item()
-print(f"500 new dates: {utils.measured(date_tok, '.1%')} of characters right, {utils.measured(date_exact, '.1%')} dates entirely right")
+date_tok, date_exact = (
+    token_accuracy(pred, test_dates.tgt).mean().item(),
+    exact_match(pred, test_dates.tgt).mean().item(),
+)
+print(
+    f"500 new dates: {utils.measured(date_tok, '.1%')} of characters right, {utils.measured(date_exact, '.1%')} dates entirely right"
+)
 
 # %%
 def date_heatmap(text, ax):
     src, src_lengths = dates.encode_texts([text])
-    ids, alpha = date_model.generate(src, src_lengths, max_len=12, return_attention=True)
+    ids, alpha = date_model.generate(
+        src, src_lengths, max_len=12, return_attention=True
+    )
     out = [dates.vocab.itos[i] for i in ids[0].tolist()]
-    plot_attention(alpha[0], list(text), out, ax=ax, title=f"{text!r} -> {''.join(out[:-1])}", colorbar=False)
+    plot_attention(
+        alpha[0],
+        list(text),
+        out,
+        ax=ax,
+        title=f"{text!r} -> {''.join(out[:-1])}",
+        colorbar=False,
+    )
 
 
 fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
@@ -456,16 +567,33 @@ plt.tight_layout()
 # %%
 pairs = dates.random_dates(300, torch.Generator().manual_seed(12))
 probe = dates.make_batch(pairs)
-ids, alpha = date_model.generate(probe.src, probe.src_lengths, max_len=12, return_attention=True)  # alpha (300, L, S)
+# alpha (300, L, S)
+ids, alpha = date_model.generate(
+    probe.src, probe.src_lengths, max_len=12, return_attention=True
+)
 hits = []
 for k, (text, iso) in enumerate(pairs):
-    start = text.rfind(iso[:4])  # a four-digit year in the input, else the two-digit one at the end
-    span = range(start, start + 4) if start >= 0 else range(text.rfind(iso[2:4]), text.rfind(iso[2:4]) + 2)
-    hits += [alpha[k, i].argmax().item() in span for i in range(4)]  # output characters 0-3: the year
+    # a four-digit year in the input, else the two-digit one at the end
+    start = text.rfind(iso[:4])
+    span = (
+        range(start, start + 4)
+        if start >= 0
+        else range(text.rfind(iso[2:4]), text.rfind(iso[2:4]) + 2)
+    )
+    # output characters 0-3: the year
+    hits += [alpha[k, i].argmax().item() in span for i in range(4)]
 year_on_year = float(np.mean(hits))
-print(f"year digits whose largest weight is on the input's year: {utils.measured(year_on_year, '.1%')}")
-utils.claim(date_tok >= 0.90, f"a short training run gets most date characters right ({utils.measured(date_tok, '.1%')})")
-utils.claim(year_on_year >= 0.80, "the year digits of the output attend to the year in the input, in every format")
+print(
+    f"year digits whose largest weight is on the input's year: {utils.measured(year_on_year, '.1%')}"
+)
+utils.claim(
+    date_tok >= 0.90,
+    f"a short training run gets most date characters right ({utils.measured(date_tok, '.1%')})",
+)
+utils.claim(
+    year_on_year >= 0.80,
+    "the year digits of the output attend to the year in the input, in every format",
+)
 
 # %% [markdown]
 # ## 6. See it for yourself
@@ -482,10 +610,16 @@ def alpha_strip(tokens, weights):
     for token, w in zip(tokens, weights):
         r, g, b, _ = cmap(float(w))
         ink = "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"
-        cells.append(f'<td style="background:rgb({r*255:.0f},{g*255:.0f},{b*255:.0f});color:{ink};'
-                     f'padding:4px 6px;text-align:center;font-family:monospace">{html.escape("␣" if token == " " else token)}'
-                     f'<br><small>{100 * float(w):.0f}</small></td>')
-    return "<table style='border-collapse:collapse'><tr>" + "".join(cells) + "</tr></table>"
+        cells.append(
+            f'<td style="background:rgb({r * 255:.0f},{g * 255:.0f},{b * 255:.0f});color:{ink};'
+            f'padding:4px 6px;text-align:center;font-family:monospace">{html.escape("␣" if token == " " else token)}'
+            f"<br><small>{100 * float(w):.0f}</small></td>"
+        )
+    return (
+        "<table style='border-collapse:collapse'><tr>"
+        + "".join(cells)
+        + "</tr></table>"
+    )
 
 
 def make_explorer(cases, n_examples=8, seed=21):
@@ -496,7 +630,12 @@ def make_explorer(cases, n_examples=8, seed=21):
         if name not in cache:
             m, t, sample = cases[name]
             batch = sample(n_examples, torch.Generator().manual_seed(seed))
-            ids, alpha = m.generate(batch.src, batch.src_lengths, max_len=batch.tgt.shape[1] + 2, return_attention=True)
+            ids, alpha = m.generate(
+                batch.src,
+                batch.src_lengths,
+                max_len=batch.tgt.shape[1] + 2,
+                return_attention=True,
+            )
             cache[name] = (t, batch, ids, alpha)
         return cache[name]
 
@@ -510,10 +649,16 @@ def make_explorer(cases, n_examples=8, seed=21):
         step = min(step, len(out) - 1)  # this example may be shorter than the slider
         weights = alpha[example, step, :S]
         top = int(weights.argmax())
-        shown = " ".join(f"<b><u>{html.escape(tok)}</u></b>" if k == step else html.escape(tok) for k, tok in enumerate(out))
-        text = (f"<p style='font-family:monospace'>output: {shown}</p>"
-                f"<p>output token {step + 1} <b>{html.escape(out[step])}</b> weighs input token {top + 1} "
-                f"<b>{html.escape(src[top])}</b> most ({utils.measured(float(weights[top]), '.0%')})</p>" + alpha_strip(src, weights))
+        shown = " ".join(
+            f"<b><u>{html.escape(tok)}</u></b>" if k == step else html.escape(tok)
+            for k, tok in enumerate(out)
+        )
+        text = (
+            f"<p style='font-family:monospace'>output: {shown}</p>"
+            f"<p>output token {step + 1} <b>{html.escape(out[step])}</b> weighs input token {top + 1} "
+            f"<b>{html.escape(src[top])}</b> most ({utils.measured(float(weights[top]), '.0%')})</p>"
+            + alpha_strip(src, weights)
+        )
         return text, (out[step], src[top], float(weights[top]))
 
     def show(name, example, step):
@@ -522,14 +667,18 @@ def make_explorer(cases, n_examples=8, seed=21):
     widget = widgets.interactive(
         show,
         name=widgets.ToggleButtons(options=list(cases), description="task"),
-        example=widgets.IntSlider(min=0, max=n_examples - 1, value=0, description="example"),
+        example=widgets.IntSlider(
+            min=0, max=n_examples - 1, value=0, description="example"
+        ),
         step=widgets.IntSlider(min=0, max=15, value=0, description="output token"),
     )
     return widget, render
 
 
-cases = {"dates": (date_model, dates, dates.sample),
-         "reverse": (model, task, lambda k, g: task.sample(k, g, length=12))}
+cases = {
+    "dates": (date_model, dates, dates.sample),
+    "reverse": (model, task, lambda k, g: task.sample(k, g, length=12)),
+}
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -540,16 +689,23 @@ explorer
 # The same view, without the widget: the first output tokens of one date.
 
 # %%
-# NBVAL_IGNORE_OUTPUT
-# (which tokens a trained model writes can change with the CPU; what render shows is asserted below)
+# NBVAL_IGNORE_OUTPUT (which tokens a trained model writes can change with the CPU; what
+# render shows is asserted below)
 for step in range(4):
     _, (out_token, in_token, weight) = render("dates", 0, step)
-    print(f"output token {step + 1} {out_token!r}: weighs input {in_token!r} most ({utils.measured(weight, '.0%')})")
+    print(
+        f"output token {step + 1} {out_token!r}: weighs input {in_token!r} most ({utils.measured(weight, '.0%')})"
+    )
 page, (out_token, in_token, weight) = render("dates", 0, 0)
 display(HTML(page))
-utils.claim(html.escape(out_token) in page and html.escape(in_token) in page and 0 < weight <= 1 and "<td" in page,
-            "render shows the output token, the input token it weighs most, and the shaded input tokens",
-            needs_training=False)
+utils.claim(
+    html.escape(out_token) in page
+    and html.escape(in_token) in page
+    and 0 < weight <= 1
+    and "<td" in page,
+    "render shows the output token, the input token it weighs most, and the shaded input tokens",
+    needs_training=False,
+)
 
 # %% [markdown]
 # ## 7. Towards lesson 03: other ways to score
@@ -594,15 +750,26 @@ luong_score = utils.use("02.3", luong_score)
 
 torch.manual_seed(1)
 Q, K = torch.randn(2, 6, 16), torch.randn(2, 9, 16)  # (B, L, D) queries, (B, S, D) keys
-all_at_once = Q @ K.transpose(1, 2)  # (B, L, S): every query against every key, one product
-one_by_one = torch.stack([luong_score(Q[:, i], K) for i in range(Q.shape[1])], dim=1)  # (B, L, S)
+# (B, L, S): every query against every key, one product
+all_at_once = Q @ K.transpose(1, 2)
+# (B, L, S)
+one_by_one = torch.stack([luong_score(Q[:, i], K) for i in range(Q.shape[1])], dim=1)
 W = torch.randn(16, 16)
 general = torch.stack([luong_score(Q[:, i], K, W) for i in range(Q.shape[1])], dim=1)
-print("Q K^T equals the dot scores query by query:", torch.allclose(all_at_once, one_by_one, atol=1e-5))
-print("(Q W) K^T equals the general scores query by query:", torch.allclose((Q @ W) @ K.transpose(1, 2), general, atol=1e-4))
-utils.claim(torch.allclose(all_at_once, one_by_one, atol=1e-5) and torch.allclose((Q @ W) @ K.transpose(1, 2), general, atol=1e-4),
-            "all dot (and general) scores of a sequence are one matrix product, Q K^T (and (Q W) K^T)",
-            needs_training=False)
+print(
+    "Q K^T equals the dot scores query by query:",
+    torch.allclose(all_at_once, one_by_one, atol=1e-5),
+)
+print(
+    "(Q W) K^T equals the general scores query by query:",
+    torch.allclose((Q @ W) @ K.transpose(1, 2), general, atol=1e-4),
+)
+utils.claim(
+    torch.allclose(all_at_once, one_by_one, atol=1e-5)
+    and torch.allclose((Q @ W) @ K.transpose(1, 2), general, atol=1e-4),
+    "all dot (and general) scores of a sequence are one matrix product, Q K^T (and (Q W) K^T)",
+    needs_training=False,
+)
 
 # %% [markdown]
 # ## 8. What is still wrong: the encoder is a recurrence
@@ -617,7 +784,8 @@ utils.claim(torch.allclose(all_at_once, one_by_one, atol=1e-5) and torch.allclos
 # %%
 # NBVAL_IGNORE_OUTPUT
 timing_lengths = [16, 32, 64, 128, 256]
-encoder = Encoder(len(task.vocab), 32, HIDDEN)  # lesson 01's encoder, on the CPU (timing needs no training)
+# lesson 01's encoder, on the CPU (timing needs no training)
+encoder = Encoder(len(task.vocab), 32, HIDDEN)
 linear = nn.Linear(32, HIDDEN)
 
 
@@ -627,21 +795,42 @@ with torch.no_grad():
         src = torch.randint(3, 13, (32, n))
         lengths = torch.full((32,), n)
         x = encoder.embedding(src)
-        # the fastest of seven runs each, the two taking turns: other programs only ever slow a run down
+        # the fastest of seven runs each, the two taking turns: other programs only ever
+        # slow a run down
         t_rnn, t_par = best_times([lambda: encoder(src, lengths), lambda: linear(x)])
         rnn_times.append(t_rnn)
         parallel_times.append(t_par)
 for n, t_rnn, t_par in zip(timing_lengths, rnn_times, parallel_times):
-    print(f"length {n:>4}: LSTM encoder {utils.fmt_time(t_rnn):>9} ({utils.fmt_time(t_rnn / n)} per position), "
-          f"all positions at once {utils.fmt_time(t_par):>9}")
+    print(
+        f"length {n:>4}: LSTM encoder {utils.fmt_time(t_rnn):>9} ({utils.fmt_time(t_rnn / n)} per position), "
+        f"all positions at once {utils.fmt_time(t_par):>9}"
+    )
 slope = np.polyfit(np.log(timing_lengths), np.log(rnn_times), 1)[0]
-print(f"log-log slope of the encoder's time against length: {utils.measured(slope, '.2f')} (1 = linear)")
-utils.claim(slope > 0.6, "the LSTM encoder's time grows about linearly with the input length")
+print(
+    f"log-log slope of the encoder's time against length: {utils.measured(slope, '.2f')} (1 = linear)"
+)
+utils.claim(
+    slope > 0.6, "the LSTM encoder's time grows about linearly with the input length"
+)
 
 fig, ax = plt.subplots(figsize=(6.4, 3.6))
-ax.loglog(timing_lengths, 1e3 * np.array(rnn_times), "o-", label="LSTM encoder (n steps in sequence)")
-ax.loglog(timing_lengths, 1e3 * np.array(parallel_times), "s-", label="linear layer (all positions at once)")
-ax.set(xlabel="input length n (tokens)", ylabel="time per batch of 32 (ms)", title="The recurrence is sequential")
+ax.loglog(
+    timing_lengths,
+    1e3 * np.array(rnn_times),
+    "o-",
+    label="LSTM encoder (n steps in sequence)",
+)
+ax.loglog(
+    timing_lengths,
+    1e3 * np.array(parallel_times),
+    "s-",
+    label="linear layer (all positions at once)",
+)
+ax.set(
+    xlabel="input length n (tokens)",
+    ylabel="time per batch of 32 (ms)",
+    title="The recurrence is sequential",
+)
 ax.set_xticks(timing_lengths, [str(n) for n in timing_lengths])
 ax.minorticks_off()
 _ = ax.legend()

@@ -131,12 +131,17 @@ from utils.training import count_parameters, train
 # between two keys, it blends their values.
 
 # %%
-keys = torch.tensor([[4.0, 0.0], [0.0, 4.0], [-4.0, 0.0], [0.0, -4.0]])  # (Lk, d_k): four keys
-values = torch.tensor([[10.0], [20.0], [30.0], [40.0]])  # (Lk, d_v): what each key hands over
+# (Lk, d_k): four keys
+keys = torch.tensor([[4.0, 0.0], [0.0, 4.0], [-4.0, 0.0], [0.0, -4.0]])
+# (Lk, d_v): what each key hands over
+values = torch.tensor([[10.0], [20.0], [30.0], [40.0]])
 for query in ([0.0, 1.0], [0.7, 0.7]):  # close to key 1; half-way between keys 0 and 1
     q = torch.tensor([query])  # (Lq = 1, d_k)
-    weights = torch.softmax(q @ keys.T, dim=-1)  # (1, Lk): how well each key matches the query
-    print(f"query {query}: weights {weights[0].numpy().round(3)} -> output {(weights @ values).item():.2f}")
+    # (1, Lk): how well each key matches the query
+    weights = torch.softmax(q @ keys.T, dim=-1)
+    print(
+        f"query {query}: weights {weights[0].numpy().round(3)} -> output {(weights @ values).item():.2f}"
+    )
 
 # %% [markdown]
 # ### Exercise 03.1 · Scaled dot-product attention (★★☆, about 15 min)
@@ -172,17 +177,22 @@ def scaled_dot_product_attention(q, k, v, mask=None):
     """
     ### BEGIN SOLUTION
     d_k = q.shape[-1]
-    # Dividing by sqrt(d_k) keeps the scores' variance near 1 whatever d_k is, so the softmax
-    # does not saturate (and its gradient vanish) for wide keys.
+    # Dividing by sqrt(d_k) keeps the scores' variance near 1 whatever d_k is, so the
+    # softmax does not saturate (and its gradient vanish) for wide keys.
     scores = q @ k.transpose(-2, -1) / math.sqrt(d_k)  # (..., Lq, Lk)
     if mask is not None:
         if mask.dtype != torch.bool:
-            raise TypeError(f"mask must be a bool tensor (True = may attend), not {mask.dtype}")
-        scores = scores.masked_fill(~mask, float("-inf"))  # exp(-inf) = 0: a masked key has no weight
-    weights = torch.softmax(scores, dim=-1)  # (..., Lq, Lk), each row sums to 1 over the keys
+            raise TypeError(
+                f"mask must be a bool tensor (True = may attend), not {mask.dtype}"
+            )
+        # exp(-inf) = 0: a masked key has no weight
+        scores = scores.masked_fill(~mask, float("-inf"))
+    # (..., Lq, Lk), each row sums to 1 over the keys
+    weights = torch.softmax(scores, dim=-1)
     if mask is not None:
-        # A row of -inf gives NaN in the softmax; give such rows zero weights instead. The gradient
-        # stays finite too: masked_fill sends no gradient back to the masked scores.
+        # A row of -inf gives NaN in the softmax; give such rows zero weights instead.
+        # The gradient stays finite too: masked_fill sends no gradient back to the
+        # masked scores.
         weights = torch.where(mask.any(dim=-1, keepdim=True), weights, 0.0)
     return weights @ v, weights  # (..., Lq, d_v), (..., Lq, Lk)
     ### END SOLUTION
@@ -200,19 +210,30 @@ utils.check("03.1", scaled_dot_product_attention)
 scaled_dot_product_attention = utils.use("03.1", scaled_dot_product_attention)
 
 g = torch.Generator().manual_seed(1)
-q, k, v = (torch.randn(2, 3, L, d, generator=g, dtype=torch.float64) for L, d in ((4, 8), (6, 8), (6, 5)))
+q, k, v = (
+    torch.randn(2, 3, L, d, generator=g, dtype=torch.float64)
+    for L, d in ((4, 8), (6, 8), (6, 5))
+)
 mask = torch.rand(2, 3, 4, 6, generator=g) > 0.4  # (B, h, Lq, Lk)
 mask[..., 0] = True  # every query may attend to at least one key
 ours, ours_weights = scaled_dot_product_attention(q, k, v, mask)
 theirs = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 print("output", tuple(ours.shape), "weights", tuple(ours_weights.shape))
 gap = (ours - theirs).abs().max().item()
-print(f"largest difference from F.scaled_dot_product_attention: below 1e-12: {gap < 1e-12}")
-utils.claim(gap < 1e-12, "our attention equals torch.nn.functional.scaled_dot_product_attention (to 1e-12, float64)",
-            needs_training=False)
-utils.claim(torch.allclose(ours_weights.sum(-1), torch.ones(2, 3, 4, dtype=torch.float64)) and
-            bool((ours_weights[~mask] == 0).all()), "each row of weights sums to 1, and masked keys get exactly 0",
-            needs_training=False)
+print(
+    f"largest difference from F.scaled_dot_product_attention: below 1e-12: {gap < 1e-12}"
+)
+utils.claim(
+    gap < 1e-12,
+    "our attention equals torch.nn.functional.scaled_dot_product_attention (to 1e-12, float64)",
+    needs_training=False,
+)
+utils.claim(
+    torch.allclose(ours_weights.sum(-1), torch.ones(2, 3, 4, dtype=torch.float64))
+    and bool((ours_weights[~mask] == 0).all()),
+    "each row of weights sums to 1, and masked keys get exactly 0",
+    needs_training=False,
+)
 
 # %% [markdown]
 # ## 2. Why divide by $\sqrt{d_k}$?
@@ -231,43 +252,66 @@ utils.claim(torch.allclose(ours_weights.sum(-1), torch.ones(2, 3, 4, dtype=torch
 # loss $\mathcal{L} = \sum g \odot \mathrm{output}$.
 
 # %%
-def score_statistics(d_k: int, scale: bool, n: int = 1000, num_keys: int = 16, seed: int = 0) -> dict:
+def score_statistics(
+    d_k: int, scale: bool, n: int = 1000, num_keys: int = 16, seed: int = 0
+) -> dict:
     """Variance of the scores, mean largest weight, and mean gradient norm at the scores, for random q, k, v."""
     g = torch.Generator().manual_seed(seed)
     q = torch.randn(n, 1, d_k, generator=g)  # (n, 1, d_k): one query per example
     k = torch.randn(n, num_keys, d_k, generator=g)  # (n, Lk, d_k)
     v = torch.randn(n, num_keys, 8, generator=g)  # (n, Lk, d_v)
-    scores = (q @ k.transpose(-2, -1)) / (math.sqrt(d_k) if scale else 1.0)  # (n, 1, Lk)
+    # (n, 1, Lk)
+    scores = (q @ k.transpose(-2, -1)) / (math.sqrt(d_k) if scale else 1.0)
     scores.requires_grad_(True)  # we want the gradient that reaches the scores
     weights = torch.softmax(scores, dim=-1)
     output = weights @ v  # (n, 1, d_v)
     (output * torch.randn(output.shape, generator=g)).sum().backward()  # a random loss
-    return {"variance": scores.detach().var().item(),
-            "max weight": weights.detach().max(-1).values.mean().item(),
-            "gradient": scores.grad.norm(dim=-1).mean().item()}
+    return {
+        "variance": scores.detach().var().item(),
+        "max weight": weights.detach().max(-1).values.mean().item(),
+        "gradient": scores.grad.norm(dim=-1).mean().item(),
+    }
 
 
 D_K = [4, 16, 64, 256, 1024]
 stats = {scale: [score_statistics(d, scale) for d in D_K] for scale in (False, True)}
-print(f"{'d_k':>5} | {'variance of q.k':>16} {'largest weight':>15} {'gradient':>9} | "
-      f"{'var of q.k/sqrt(d_k)':>20} {'largest weight':>15} {'gradient':>9}")
+print(
+    f"{'d_k':>5} | {'variance of q.k':>16} {'largest weight':>15} {'gradient':>9} | "
+    f"{'var of q.k/sqrt(d_k)':>20} {'largest weight':>15} {'gradient':>9}"
+)
 for i, d in enumerate(D_K):
     raw, scaled = stats[False][i], stats[True][i]
-    print(f"{d:>5} | {utils.measured(raw['variance'], '.1f'):>17} {utils.measured(raw['max weight'], '.3f'):>16} {utils.measured(raw['gradient'], '.3f'):>10} | "
-          f"{utils.measured(scaled['variance'], '.2f'):>21} {utils.measured(scaled['max weight'], '.3f'):>16} {utils.measured(scaled['gradient'], '.3f'):>10}")
+    print(
+        f"{d:>5} | {utils.measured(raw['variance'], '.1f'):>17} {utils.measured(raw['max weight'], '.3f'):>16} {utils.measured(raw['gradient'], '.3f'):>10} | "
+        f"{utils.measured(scaled['variance'], '.2f'):>21} {utils.measured(scaled['max weight'], '.3f'):>16} {utils.measured(scaled['gradient'], '.3f'):>10}"
+    )
 
 # %%
 fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
 for scale, label, marker in ((False, "q·k (no scale)", "o"), (True, "q·k / √d_k", "s")):
     for ax, key in zip(axes, ("variance", "max weight", "gradient")):
         ax.plot(D_K, [s[key] for s in stats[scale]], marker=marker, label=label)
-axes[0].set(xscale="log", yscale="log", xlabel="key dimension d_k", ylabel="variance of the scores",
-            title="Scores grow with d_k unless scaled")
+axes[0].set(
+    xscale="log",
+    yscale="log",
+    xlabel="key dimension d_k",
+    ylabel="variance of the scores",
+    title="Scores grow with d_k unless scaled",
+)
 axes[1].axhline(1 / 16, color="grey", linestyle=":", label="uniform (1/16)")
-axes[1].set(xscale="log", ylim=(0, 1.02), xlabel="key dimension d_k", ylabel="largest weight (mean over queries)",
-            title="Unscaled, the softmax saturates")
-axes[2].set(xscale="log", xlabel="key dimension d_k", ylabel="‖∂L/∂scores‖ (mean over queries)",
-            title="... and its gradient fades")
+axes[1].set(
+    xscale="log",
+    ylim=(0, 1.02),
+    xlabel="key dimension d_k",
+    ylabel="largest weight (mean over queries)",
+    title="Unscaled, the softmax saturates",
+)
+axes[2].set(
+    xscale="log",
+    xlabel="key dimension d_k",
+    ylabel="‖∂L/∂scores‖ (mean over queries)",
+    title="... and its gradient fades",
+)
 for ax in axes:
     ax.legend()
 plt.tight_layout()
@@ -277,16 +321,28 @@ raw_var = [s["variance"] / d for s, d in zip(stats[False], D_K)]
 scaled_var = [s["variance"] for s in stats[True]]
 raw, scaled = stats[False][-1], stats[True][-1]
 grads = [s["gradient"] for s in stats[True]]
-utils.claim(all(0.9 < r < 1.1 for r in raw_var), "the variance of q·k is d_k (within 10%, every d_k measured)",
-            needs_training=False)
-utils.claim(all(0.9 < s < 1.1 for s in scaled_var), "divided by sqrt(d_k), the variance stays near 1 (within 10%)",
-            needs_training=False)
-utils.claim(raw["max weight"] > 0.9 > 0.3 > scaled["max weight"],
-            f"at d_k = {D_K[-1]} the unscaled softmax is nearly one-hot (largest weight {utils.measured(raw['max weight'], '.2f')}), "
-            f"the scaled one is not ({utils.measured(scaled['max weight'], '.2f')})", needs_training=False)
-utils.claim(raw["gradient"] < scaled["gradient"] / 5 and max(grads) < 1.2 * min(grads),
-            f"at d_k = {D_K[-1]} the gradient reaching the unscaled scores is more than 5 times smaller; with the "
-            "scale it stays the same (within 20%) for every d_k", needs_training=False)
+utils.claim(
+    all(0.9 < r < 1.1 for r in raw_var),
+    "the variance of q·k is d_k (within 10%, every d_k measured)",
+    needs_training=False,
+)
+utils.claim(
+    all(0.9 < s < 1.1 for s in scaled_var),
+    "divided by sqrt(d_k), the variance stays near 1 (within 10%)",
+    needs_training=False,
+)
+utils.claim(
+    raw["max weight"] > 0.9 > 0.3 > scaled["max weight"],
+    f"at d_k = {D_K[-1]} the unscaled softmax is nearly one-hot (largest weight {utils.measured(raw['max weight'], '.2f')}), "
+    f"the scaled one is not ({utils.measured(scaled['max weight'], '.2f')})",
+    needs_training=False,
+)
+utils.claim(
+    raw["gradient"] < scaled["gradient"] / 5 and max(grads) < 1.2 * min(grads),
+    f"at d_k = {D_K[-1]} the gradient reaching the unscaled scores is more than 5 times smaller; with the "
+    "scale it stays the same (within 20%) for every d_k",
+    needs_training=False,
+)
 
 # %% [markdown]
 # Dividing the scores by a number is what a **temperature** does to a softmax: $\sqrt{d_k}$ is a
@@ -336,7 +392,8 @@ def padding_mask(lengths, max_len: int):
     scores (B, Lq, Lk), and ``mask[:, None, None, :]`` (B, 1, 1, Lk) for scores (B, h, Lq, Lk).
     """
     ### BEGIN SOLUTION
-    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]  # (B, max_len)
+    # (B, max_len)
+    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
     ### END SOLUTION
 
 
@@ -352,12 +409,25 @@ causal_mask = utils.use("03.2", causal_mask)
 padding_mask = utils.use("03.3", padding_mask)
 
 tokens = ["c", "a", "b", "d", "<pad>", "<pad>"]
-pad = padding_mask(torch.tensor([4]), 6)[:, None, :]  # (B=1, 1, Lk): the same for every query
+# (B=1, 1, Lk): the same for every query
+pad = padding_mask(torch.tensor([4]), 6)[:, None, :]
 both = pad & causal_mask(6)  # (1, 6, 6): broadcasting makes a mask for every query
 fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
-for ax, m, title in zip(axes, (pad.expand(1, 6, 6), causal_mask(6)[None], both),
-                        ("padding mask", "causal mask", "padding & causal")):
-    plot_attention(m[0].float(), tokens, tokens, title=title, ax=ax, colorbar=False, xlabel="key", ylabel="query")
+for ax, m, title in zip(
+    axes,
+    (pad.expand(1, 6, 6), causal_mask(6)[None], both),
+    ("padding mask", "causal mask", "padding & causal"),
+):
+    plot_attention(
+        m[0].float(),
+        tokens,
+        tokens,
+        title=title,
+        ax=ax,
+        colorbar=False,
+        xlabel="key",
+        ylabel="query",
+    )
 plt.tight_layout()
 
 # %% [markdown]
@@ -381,14 +451,24 @@ v_real[0, 2] += 1.0  # the value of the real token 'b' at position 2
 out_real, _ = scaled_dot_product_attention(q, k, v_real, both)
 moved = (out_real - out).abs().amax(-1)[0]  # (L,): how much each query's output moved
 
-print("weights of the masked keys:", weights[~both.expand_as(weights)].unique().tolist())
+print(
+    "weights of the masked keys:", weights[~both.expand_as(weights)].unique().tolist()
+)
 print("outputs changed by the padding value:", int((out_pad != out).sum()))
-print("queries whose output changed with position 2's value:", [i for i in range(6) if moved[i] > 0])
-utils.claim(torch.equal(out_pad, out), "changing the value of a masked (padding) position changes no output, "
-            "bit for bit", needs_training=False)
-utils.claim(torch.equal(out_real[:, :2], out[:, :2]) and bool((moved[2:] > 1e-3).all()),
-            "changing an unmasked value changes exactly the outputs of the queries allowed to see it",
-            needs_training=False)
+print(
+    "queries whose output changed with position 2's value:",
+    [i for i in range(6) if moved[i] > 0],
+)
+utils.claim(
+    torch.equal(out_pad, out),
+    "changing the value of a masked (padding) position changes no output, bit for bit",
+    needs_training=False,
+)
+utils.claim(
+    torch.equal(out_real[:, :2], out[:, :2]) and bool((moved[2:] > 1e-3).all()),
+    "changing an unmasked value changes exactly the outputs of the queries allowed to see it",
+    needs_training=False,
+)
 
 # %% [markdown]
 # **A fully masked row.** When a query may attend to nothing (for instance an empty sequence in a
@@ -398,12 +478,23 @@ utils.claim(torch.equal(out_real[:, :2], out[:, :2]) and bool((moved[2:] > 1e-3)
 # %%
 scores = torch.tensor([[0.3, -1.2, 2.0]])  # (Lq = 1, Lk = 3)
 none_allowed = torch.zeros(1, 3, dtype=torch.bool)
-print("softmax over -inf (the plain formula):", torch.softmax(scores.masked_fill(~none_allowed, float("-inf")), -1))
-print("large negative number (-1e9)         :", torch.softmax(scores.masked_fill(~none_allowed, -1e9), -1))
-_, w_course = scaled_dot_product_attention(torch.ones(1, 2), torch.ones(3, 2), torch.ones(3, 2), none_allowed)
+print(
+    "softmax over -inf (the plain formula):",
+    torch.softmax(scores.masked_fill(~none_allowed, float("-inf")), -1),
+)
+print(
+    "large negative number (-1e9)         :",
+    torch.softmax(scores.masked_fill(~none_allowed, -1e9), -1),
+)
+_, w_course = scaled_dot_product_attention(
+    torch.ones(1, 2), torch.ones(3, 2), torch.ones(3, 2), none_allowed
+)
 print("the course's attention               :", w_course)
-utils.claim(bool((w_course == 0).all()), "the course's attention gives a fully masked row zero weights, not NaN",
-            needs_training=False)
+utils.claim(
+    bool((w_course == 0).all()),
+    "the course's attention gives a fully masked row zero weights, not NaN",
+    needs_training=False,
+)
 
 # %% [markdown]
 # ### PyTorch's two opposite mask conventions
@@ -423,20 +514,41 @@ utils.claim(bool((w_course == 0).all()), "the course's attention gives a fully m
 torch.manual_seed(0)
 x = torch.randn(1, 5, 4)  # (B, L, d)
 real = padding_mask(torch.tensor([3]), 5)  # (1, 5): True at the 3 real tokens
-eye = torch.eye(5)[None]  # attending over an identity matrix of values returns the weights themselves
+# attending over an identity matrix of values returns the weights themselves
+eye = torch.eye(5)[None]
 w_sdpa = F.scaled_dot_product_attention(x, x, eye, attn_mask=real[:, None, :])[0, 0]
-mha = nn.MultiheadAttention(4, num_heads=1, batch_first=True)  # lesson 05 builds this module
-_, w_mha = mha(x, x, x, key_padding_mask=~real)  # True = ignore this key: the opposite convention
-_, w_mha_wrong = mha(x, x, x, key_padding_mask=real)  # the course's mask passed unchanged
-print("keys:                                             ", ["x1", "x2", "x3", "pad", "pad"])
-print("F.scaled_dot_product_attention, attn_mask=mask:   ", w_sdpa.detach().numpy().round(3))
-print("nn.MultiheadAttention, key_padding_mask=~mask:     ", w_mha[0, 0].detach().numpy().round(3))
-print("nn.MultiheadAttention, key_padding_mask=mask (bug):", w_mha_wrong[0, 0].detach().numpy().round(3))
-utils.claim(bool((w_sdpa[3:] == 0).all() and (w_mha[0, 0, 3:] == 0).all()),
-            "with the mask the right way round, both give the padding exactly zero weight", needs_training=False)
-utils.claim(bool((w_mha_wrong[0, 0, :3] == 0).all()),
-            "passing the course's mask unchanged to nn.MultiheadAttention attends *only* to the padding",
-            needs_training=False)
+# lesson 05 builds this module
+mha = nn.MultiheadAttention(4, num_heads=1, batch_first=True)
+# True = ignore this key: the opposite convention
+_, w_mha = mha(x, x, x, key_padding_mask=~real)
+# the course's mask passed unchanged
+_, w_mha_wrong = mha(x, x, x, key_padding_mask=real)
+print(
+    "keys:                                             ",
+    ["x1", "x2", "x3", "pad", "pad"],
+)
+print(
+    "F.scaled_dot_product_attention, attn_mask=mask:   ",
+    w_sdpa.detach().numpy().round(3),
+)
+print(
+    "nn.MultiheadAttention, key_padding_mask=~mask:     ",
+    w_mha[0, 0].detach().numpy().round(3),
+)
+print(
+    "nn.MultiheadAttention, key_padding_mask=mask (bug):",
+    w_mha_wrong[0, 0].detach().numpy().round(3),
+)
+utils.claim(
+    bool((w_sdpa[3:] == 0).all() and (w_mha[0, 0, 3:] == 0).all()),
+    "with the mask the right way round, both give the padding exactly zero weight",
+    needs_training=False,
+)
+utils.claim(
+    bool((w_mha_wrong[0, 0, :3] == 0).all()),
+    "passing the course's mask unchanged to nn.MultiheadAttention attends *only* to the padding",
+    needs_training=False,
+)
 
 # %% [markdown]
 # ## 4. Self-attention and cross-attention
@@ -498,11 +610,17 @@ x = torch.randn(1, 6, 8)  # (B, L, d_model)
 perm = torch.tensor([3, 0, 5, 1, 4, 2])  # a permutation of the 6 positions
 out, weights = layer(x)
 out_perm, weights_perm = layer(x[:, perm])  # the same inputs, in another order
-print("output of the permuted input == permuted output:", torch.allclose(out_perm, out[:, perm], atol=1e-6))
-utils.claim(torch.allclose(out_perm, out[:, perm], atol=1e-6) and
-            torch.allclose(weights_perm, weights[:, perm][:, :, perm], atol=1e-6),
-            "self-attention is permutation-equivariant: permuting the inputs permutes the outputs (and the "
-            "weights' rows and columns) the same way", needs_training=False)
+print(
+    "output of the permuted input == permuted output:",
+    torch.allclose(out_perm, out[:, perm], atol=1e-6),
+)
+utils.claim(
+    torch.allclose(out_perm, out[:, perm], atol=1e-6)
+    and torch.allclose(weights_perm, weights[:, perm][:, :, perm], atol=1e-6),
+    "self-attention is permutation-equivariant: permuting the inputs permutes the outputs (and the "
+    "weights' rows and columns) the same way",
+    needs_training=False,
+)
 
 # %% [markdown]
 # Cross-attention is the same function with two inputs: 3 queries from a "decoder" sequence attend
@@ -512,13 +630,26 @@ utils.claim(torch.allclose(out_perm, out[:, perm], atol=1e-6) and
 
 # %%
 W_q, W_k, W_v = (nn.Linear(8, 8, bias=False) for _ in range(3))
-decoder_states, encoder_states = torch.randn(1, 3, 8), torch.randn(1, 5, 8)  # (B, Lq, d), (B, Lk, d)
-out, weights = scaled_dot_product_attention(W_q(decoder_states), W_k(encoder_states), W_v(encoder_states))
+# (B, Lq, d), (B, Lk, d)
+decoder_states, encoder_states = torch.randn(1, 3, 8), torch.randn(1, 5, 8)
+out, weights = scaled_dot_product_attention(
+    W_q(decoder_states), W_k(encoder_states), W_v(encoder_states)
+)
 shuffled = encoder_states[:, torch.tensor([4, 2, 0, 3, 1])]
-out_shuffled, _ = scaled_dot_product_attention(W_q(decoder_states), W_k(shuffled), W_v(shuffled))
-print("cross-attention weights", tuple(weights.shape), "rows sum to", weights.sum(-1).detach().numpy().round(4))
-utils.claim(torch.allclose(out_shuffled, out, atol=1e-6),
-            "cross-attention's output does not depend on the order of the keys and values", needs_training=False)
+out_shuffled, _ = scaled_dot_product_attention(
+    W_q(decoder_states), W_k(shuffled), W_v(shuffled)
+)
+print(
+    "cross-attention weights",
+    tuple(weights.shape),
+    "rows sum to",
+    weights.sum(-1).detach().numpy().round(4),
+)
+utils.claim(
+    torch.allclose(out_shuffled, out, atol=1e-6),
+    "cross-attention's output does not depend on the order of the keys and values",
+    needs_training=False,
+)
 
 # %% [markdown]
 # ## 5. A trained example: the running maximum
@@ -540,12 +671,16 @@ class RunningMaxTask(SymbolTask):
     """Output, at every position, the largest symbol so far: y_i = max(x_1, ..., x_i)."""
 
     def __init__(self, num_symbols: int = 10, min_len: int = 2, max_len: int = 12):
-        super().__init__("copy", num_symbols=num_symbols, min_len=min_len, max_len=max_len)
+        super().__init__(
+            "copy", num_symbols=num_symbols, min_len=min_len, max_len=max_len
+        )
 
     def sample(self, batch_size, generator=None, *, length=None) -> Batch:
         batch = super().sample(batch_size, generator, length=length)
-        # Symbol ids grow with the symbol (a = 3, b = 4, ...), so a running max of the ids does it.
-        tgt = torch.where(batch.src != PAD, batch.src.cummax(dim=1).values, PAD)  # (B, S)
+        # Symbol ids grow with the symbol (a = 3, b = 4, ...), so a running max of the
+        # ids does it.
+        # (B, S)
+        tgt = torch.where(batch.src != PAD, batch.src.cummax(dim=1).values, PAD)
         return Batch(batch.src, batch.src_lengths, tgt, batch.src_lengths)
 
     def __repr__(self) -> str:
@@ -567,13 +702,19 @@ class RunningMaxModel(nn.Module):
 
     def masks(self, src, src_lengths, causal: bool = True):
         L = src.shape[1]
-        mask = padding_mask(src_lengths, L)[:, None, :]  # (B, 1, L): no query attends to the padding
+        # (B, 1, L): no query attends to the padding
+        mask = padding_mask(src_lengths, L)[:, None, :]
         if causal:
-            mask = mask & causal_mask(L, device=src.device)  # (B, L, L): nor to the future
+            # (B, L, L): nor to the future
+            mask = mask & causal_mask(L, device=src.device)
         return mask
 
-    def forward(self, src, src_lengths, tgt=None, causal: bool = True):  # tgt: unused (train's contract)
-        h, weights = self.attention(self.embedding(src), self.masks(src, src_lengths, causal))  # (B, L, d), (B, L, L)
+    # tgt: unused (train's contract)
+    def forward(self, src, src_lengths, tgt=None, causal: bool = True):
+        # (B, L, d), (B, L, L)
+        h, weights = self.attention(
+            self.embedding(src), self.masks(src, src_lengths, causal)
+        )
         self.weights = weights.detach()
         return self.out(h)  # (B, L, V)
 
@@ -581,13 +722,19 @@ class RunningMaxModel(nn.Module):
 task = RunningMaxTask()
 example = task.sample(2, torch.Generator().manual_seed(0))
 for i in range(2):
-    print(f"input: {task.show(example.src[i]):<24} running max: {task.show(example.tgt[i])}")
+    print(
+        f"input: {task.show(example.src[i]):<24} running max: {task.show(example.tgt[i])}"
+    )
 
 torch.manual_seed(0)
 model = RunningMaxModel(len(task.vocab))
 print(f"{count_parameters(model):,} parameters")
-history = train(model, task, steps=utils.budget(400, 40), batch_size=64, lr=1e-2, desc="running max")
-_ = plot_losses({"one self-attention layer": history}, title="Learning the running maximum")
+history = train(
+    model, task, steps=utils.budget(400, 40), batch_size=64, lr=1e-2, desc="running max"
+)
+_ = plot_losses(
+    {"one self-attention layer": history}, title="Learning the running maximum"
+)
 
 # %% [markdown]
 # How well does it do, and does it attend where it should? We measure on 500 fresh sequences: the
@@ -598,19 +745,42 @@ _ = plot_losses({"one self-attention layer": history}, title="Learning the runni
 test = task.sample(500, torch.Generator().manual_seed(123))
 real = test.tgt != PAD  # (B, L): the real output positions
 with torch.no_grad():
-    accuracy = (model(test.src, test.src_lengths).argmax(-1) == test.tgt)[real].float().mean().item()
+    accuracy = (
+        (model(test.src, test.src_lengths).argmax(-1) == test.tgt)[real]
+        .float()
+        .mean()
+        .item()
+    )
     weights = model.weights  # (B, L, L)
     # key j holds the running max of query i if j <= i and x_j == y_i
-    holds_max = (test.src[:, None, :] == test.tgt[:, :, None]) & causal_mask(test.src.shape[1])
+    holds_max = (test.src[:, None, :] == test.tgt[:, :, None]) & causal_mask(
+        test.src.shape[1]
+    )
     on_max = (weights * holds_max).sum(-1)[real].mean().item()
-    no_causal = (model(test.src, test.src_lengths, causal=False).argmax(-1) == test.tgt)[real].float().mean().item()
-print(f"accuracy: {utils.measured(accuracy, '.1%')}; weight on the running maximum: {utils.measured(on_max, '.1%')}; "
-      f"accuracy without the causal mask: {utils.measured(no_causal, '.1%')}")
-utils.claim(accuracy >= 0.98, f"one self-attention layer computes the running maximum ({utils.measured(accuracy, '.1%')} >= 98%)")
-utils.claim(on_max >= 0.85, f"each query puts most of its weight on the key holding its running maximum "
-            f"({utils.measured(on_max, '.1%')} >= 85%)")
-utils.claim(no_causal <= accuracy - 0.2, "without the causal mask the queries see the future maximum, and accuracy "
-            f"falls by at least 20 points ({utils.measured(no_causal, '.1%')})")
+    no_causal = (
+        (model(test.src, test.src_lengths, causal=False).argmax(-1) == test.tgt)[real]
+        .float()
+        .mean()
+        .item()
+    )
+print(
+    f"accuracy: {utils.measured(accuracy, '.1%')}; weight on the running maximum: {utils.measured(on_max, '.1%')}; "
+    f"accuracy without the causal mask: {utils.measured(no_causal, '.1%')}"
+)
+utils.claim(
+    accuracy >= 0.98,
+    f"one self-attention layer computes the running maximum ({utils.measured(accuracy, '.1%')} >= 98%)",
+)
+utils.claim(
+    on_max >= 0.85,
+    f"each query puts most of its weight on the key holding its running maximum "
+    f"({utils.measured(on_max, '.1%')} >= 85%)",
+)
+utils.claim(
+    no_causal <= accuracy - 0.2,
+    "without the causal mask the queries see the future maximum, and accuracy "
+    f"falls by at least 20 points ({utils.measured(no_causal, '.1%')})",
+)
 
 # %% [markdown]
 # The weights of one sequence: row $i$ is query $i$ (its symbol and the model's output), column $j$ is
@@ -625,9 +795,17 @@ for ax, causal in zip(axes, (True, False)):
     with torch.no_grad():
         pred = model(one.src, one.src_lengths, causal=causal).argmax(-1)[0]
     rows = [f"{s} → {p}" for s, p in zip(symbols, task.vocab.decode(pred))]
-    plot_attention(model.weights[0].cpu(), symbols, rows, ax=ax, xlabel="key (input symbol)",
-                   ylabel="query: symbol → output", title="causal mask: the largest so far" if causal
-                   else "no mask: the largest of all")
+    plot_attention(
+        model.weights[0].cpu(),
+        symbols,
+        rows,
+        ax=ax,
+        xlabel="key (input symbol)",
+        ylabel="query: symbol → output",
+        title="causal mask: the largest so far"
+        if causal
+        else "no mask: the largest of all",
+    )
 plt.tight_layout()
 
 # %% [markdown]
@@ -640,22 +818,38 @@ plt.tight_layout()
 
 # %%
 examples = task.sample(8, torch.Generator().manual_seed(11), length=10).to(dev)
-# A sequence whose running maximum at query 5 is not yet its overall maximum: there the causal mask matters.
-first = next(i for i in range(len(examples)) if examples.tgt[i, 5] < examples.tgt[i].max())
+# A sequence whose running maximum at query 5 is not yet its overall maximum: there the
+# causal mask matters.
+first = next(
+    i for i in range(len(examples)) if examples.tgt[i, 5] < examples.tgt[i].max()
+)
 
 
 @torch.no_grad()
-def render(example: int = 0, query: int = 5, temperature: float = 1.0, causal: bool = True):
+def render(
+    example: int = 0, query: int = 5, temperature: float = 1.0, causal: bool = True
+):
     """Draw one query's weights and the model's output; returns (figure, summary dict)."""
-    src, lengths = examples.src[example: example + 1], examples.src_lengths[example: example + 1]  # (1, L)
+    # (1, L)
+    src, lengths = (
+        examples.src[example : example + 1],
+        examples.src_lengths[example : example + 1],
+    )
     a, x = model.attention, model.embedding(src)  # x: (1, L, d)
     mask = model.masks(src, lengths, causal)
-    # Dividing the queries by T divides every score by T: softmax(Q K^T / (T sqrt(d_k))).
-    out, weights = scaled_dot_product_attention(a.W_q(x) / temperature, a.W_k(x), a.W_v(x), mask)
-    probs = model.out(out)[0, query].softmax(-1)[3:].cpu()  # (num_symbols,): the symbols a..j
-    w, allowed = weights[0, query].cpu(), mask.expand(1, *weights.shape[1:])[0, query].cpu()
+    # Dividing the queries by T divides every score by T: softmax(Q K^T / (T
+    # sqrt(d_k))).
+    out, weights = scaled_dot_product_attention(
+        a.W_q(x) / temperature, a.W_k(x), a.W_v(x), mask
+    )
+    # (num_symbols,): the symbols a..j
+    probs = model.out(out)[0, query].softmax(-1)[3:].cpu()
+    w, allowed = (
+        weights[0, query].cpu(),
+        mask.expand(1, *weights.shape[1:])[0, query].cpu(),
+    )
     symbols = task.vocab.decode(src[0])
-    target = task.vocab.decode(examples.tgt[example: example + 1, query])[0]
+    target = task.vocab.decode(examples.tgt[example : example + 1, query])[0]
     prediction = task.vocab.itos[3 + int(probs.argmax())]
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.3))
@@ -663,17 +857,34 @@ def render(example: int = 0, query: int = 5, temperature: float = 1.0, causal: b
         ax1.axvspan(j - 0.5, j + 0.5, color="#DDDDDD", zorder=0)
     ax1.bar(range(len(symbols)), w.numpy(), color=PALETTE[0])
     ax1.set_xticks(range(len(symbols)), [f"{j}:{s}" for j, s in enumerate(symbols)])
-    ax1.set(xlabel="key (position:symbol); grey band = masked", ylabel="attention weight", ylim=(0, 1.05),
-            title=f"query {query} ('{symbols[query]}'), T = {temperature:g}, {'causal' if causal else 'no mask'}")
-    ax2.bar(range(task.num_symbols), probs.numpy(),
-            color=[PALETTE[2] if s == target else PALETTE[1] for s in task.vocab.itos[3:]])
+    ax1.set(
+        xlabel="key (position:symbol); grey band = masked",
+        ylabel="attention weight",
+        ylim=(0, 1.05),
+        title=f"query {query} ('{symbols[query]}'), T = {temperature:g}, {'causal' if causal else 'no mask'}",
+    )
+    ax2.bar(
+        range(task.num_symbols),
+        probs.numpy(),
+        color=[PALETTE[2] if s == target else PALETTE[1] for s in task.vocab.itos[3:]],
+    )
     ax2.set_xticks(range(task.num_symbols), task.vocab.itos[3:])
-    ax2.set(xlabel="output symbol (green = correct)", ylabel="probability", ylim=(0, 1.05),
-            title=f"output '{prediction}', correct '{target}'")
+    ax2.set(
+        xlabel="output symbol (green = correct)",
+        ylabel="probability",
+        ylim=(0, 1.05),
+        title=f"output '{prediction}', correct '{target}'",
+    )
     plt.tight_layout()
     top = int(w.argmax())
-    return fig, {"prediction": prediction, "target": target, "top key": f"{top}:{symbols[top]}",
-                 "top weight": float(w.max()), "logits": model.out(out)}  # logits (1, L, V)
+    return fig, {
+        "prediction": prediction,
+        "target": target,
+        "top key": f"{top}:{symbols[top]}",
+        # logits (1, L, V)
+        "top weight": float(w.max()),
+        "logits": model.out(out),
+    }
 
 
 def show(example, query, temperature, causal):
@@ -687,9 +898,15 @@ import ipywidgets as widgets
 
 widgets.interactive(
     show,
-    example=widgets.IntSlider(min=0, max=len(examples) - 1, value=first, description="sequence"),
-    query=widgets.IntSlider(min=0, max=examples.src.shape[1] - 1, value=5, description="query"),
-    temperature=widgets.FloatLogSlider(value=1.0, base=10, min=-1, max=1, step=0.1, description="temperature T"),
+    example=widgets.IntSlider(
+        min=0, max=len(examples) - 1, value=first, description="sequence"
+    ),
+    query=widgets.IntSlider(
+        min=0, max=examples.src.shape[1] - 1, value=5, description="query"
+    ),
+    temperature=widgets.FloatLogSlider(
+        value=1.0, base=10, min=-1, max=1, step=0.1, description="temperature T"
+    ),
     causal=widgets.Checkbox(value=True, description="causal mask"),
 )
 
@@ -702,16 +919,29 @@ views = {}
 for temperature, causal in ((1.0, True), (1.0, False), (10.0, True)):
     fig, info = render(first, 5, temperature, causal)
     views[temperature, causal] = info
-    print(f"T = {temperature:>4}, {'causal ' if causal else 'no mask'}: output '{info['prediction']}' "
-          f"(correct '{info['target']}'), top key {info['top key']} with weight {utils.measured(info['top weight'], '.2f')}")
+    print(
+        f"T = {temperature:>4}, {'causal ' if causal else 'no mask'}: output '{info['prediction']}' "
+        f"(correct '{info['target']}'), top key {info['top key']} with weight {utils.measured(info['top weight'], '.2f')}"
+    )
 with torch.no_grad():
-    own = model(examples.src[first: first + 1], examples.src_lengths[first: first + 1])  # (1, L, V): its own forward
-utils.claim(torch.allclose(views[1.0, True]["logits"], own, atol=1e-6),
-            "at T = 1 the widget computes exactly the model's own output", needs_training=False)
+    # (1, L, V): its own forward
+    own = model(
+        examples.src[first : first + 1], examples.src_lengths[first : first + 1]
+    )
+utils.claim(
+    torch.allclose(views[1.0, True]["logits"], own, atol=1e-6),
+    "at T = 1 the widget computes exactly the model's own output",
+    needs_training=False,
+)
 causal_view, open_view = views[1.0, True], views[1.0, False]
-utils.claim(causal_view["prediction"] == causal_view["target"] != open_view["prediction"],
-            "with the causal mask the query finds its running maximum; without it, it copies a later, larger symbol")
-utils.claim(views[10.0, True]["top weight"] < causal_view["top weight"], "a higher temperature spreads the weights")
+utils.claim(
+    causal_view["prediction"] == causal_view["target"] != open_view["prediction"],
+    "with the causal mask the query finds its running maximum; without it, it copies a later, larger symbol",
+)
+utils.claim(
+    views[10.0, True]["top weight"] < causal_view["top weight"],
+    "a higher temperature spreads the weights",
+)
 
 # %% [markdown]
 # ## Summary

@@ -105,6 +105,7 @@ from utils.attention import SelfAttention, scaled_dot_product_attention
 from utils.plots import PALETTE
 from utils.progress import progress
 
+
 def plain_log_ticks(ax, xticks=None, yticks=None):
     """Write a log axis's ticks as 0.5, 1, 1000 rather than 5x10^-1, 10^0, 10^3."""
     for axis, ticks in ((ax.xaxis, xticks), (ax.yaxis, yticks)):
@@ -114,8 +115,9 @@ def plain_log_ticks(ax, xticks=None, yticks=None):
         axis.set_minor_formatter(mticker.NullFormatter())
 
 
-# We measure on the CPU, whatever the machine has. On a GPU these small layers take a few
-# microseconds each, mostly kernel-launch overhead, which hides how their cost grows with n.
+# We measure on the CPU, whatever the machine has. On a GPU these small layers take a
+# few microseconds each, mostly kernel-launch overhead, which hides how their cost grows
+# with n.
 DEVICE = torch.device("cpu")
 
 # %% [markdown]
@@ -207,20 +209,29 @@ lstm_flops = utils.use("04.2", lstm_flops)
 
 D_TABLE, K = 64, 3
 print(f"d = {D_TABLE}, convolution kernel k = {K}\n")
-print(f"{'n':>6} {'self-attention':>15} {'of it, n^2 d':>13} {'LSTM':>10} {'convolution':>12}")
+print(
+    f"{'n':>6} {'self-attention':>15} {'of it, n^2 d':>13} {'LSTM':>10} {'convolution':>12}"
+)
 for n in [16, 64, 160, 512, 2048]:
     att = attention_flops(n, D_TABLE)
-    print(f"{n:>6} {cost.format_count(att, 'FLOP'):>15} {4 * n * n * D_TABLE / att:>13.0%} "
-          f"{cost.format_count(lstm_flops(n, D_TABLE), 'FLOP'):>10} {cost.format_count(cost.conv_flops(n, D_TABLE, K), 'FLOP'):>12}")
+    print(
+        f"{n:>6} {cost.format_count(att, 'FLOP'):>15} {4 * n * n * D_TABLE / att:>13.0%} "
+        f"{cost.format_count(lstm_flops(n, D_TABLE), 'FLOP'):>10} {cost.format_count(cost.conv_flops(n, D_TABLE, K), 'FLOP'):>12}"
+    )
 
 # What we left out: the scale, the softmax, biases and gate nonlinearities.
 n = 512
 left_out = cost.elementwise_flops(n, D_TABLE)
 share_att = left_out["self-attention"] / attention_flops(n, D_TABLE)
 share_lstm = left_out["LSTM"] / lstm_flops(n, D_TABLE)
-print(f"\nelementwise work at n = {n}: {share_att:.1%} of the attention count, {share_lstm:.1%} of the LSTM count")
-utils.claim(max(share_att, share_lstm) < 0.05, "the elementwise operations we leave out are under 5% of the count",
-            needs_training=False)
+print(
+    f"\nelementwise work at n = {n}: {share_att:.1%} of the attention count, {share_lstm:.1%} of the LSTM count"
+)
+utils.claim(
+    max(share_att, share_lstm) < 0.05,
+    "the elementwise operations we leave out are under 5% of the count",
+    needs_training=False,
+)
 
 # %% [markdown]
 # For short sequences the projections ($n d^2$) dominate attention's cost; for long ones the
@@ -232,14 +243,21 @@ utils.claim(max(share_att, share_lstm) < 0.05, "the elementwise operations we le
 # %%
 def count_crossover(d: int) -> int:
     """The first n at which self-attention costs more FLOPs than an LSTM of width d."""
-    return next(n for n in range(1, 100 * d) if attention_flops(n, d) > lstm_flops(n, d))
+    return next(
+        n for n in range(1, 100 * d) if attention_flops(n, d) > lstm_flops(n, d)
+    )
 
 
 for d in [32, 64, 128, 512]:
-    print(f"d = {d:>3}: attention costs more than the LSTM from n = {count_crossover(d)} on "
-          f"({count_crossover(d) / d:.2f} d)")
-utils.claim(all(2.4 * d < count_crossover(d) <= 2.5 * d + 1 for d in [32, 64, 128, 512]),
-            "by the counts, the crossover is at n = 2.5 d, proportional to the width", needs_training=False)
+    print(
+        f"d = {d:>3}: attention costs more than the LSTM from n = {count_crossover(d)} on "
+        f"({count_crossover(d) / d:.2f} d)"
+    )
+utils.claim(
+    all(2.4 * d < count_crossover(d) <= 2.5 * d + 1 for d in [32, 64, 128, 512]),
+    "by the counts, the crossover is at n = 2.5 d, proportional to the width",
+    needs_training=False,
+)
 
 # %% [markdown]
 # ## 2. Measuring time against sequence length
@@ -280,10 +298,16 @@ class Convolution(nn.Module):
 
 D_TIME = 32
 torch.manual_seed(0)
-layers = {"self-attention": SelfAttention(D_TIME), "LSTM": nn.LSTM(D_TIME, D_TIME, batch_first=True),
-          "convolution": Convolution(D_TIME)}
-lengths = {"self-attention": [256, 512, 1024, 2048], "LSTM": [1024, 2048, 4096, 8192, 16384],
-           "convolution": [2048, 4096, 8192, 16384, 32768]}
+layers = {
+    "self-attention": SelfAttention(D_TIME),
+    "LSTM": nn.LSTM(D_TIME, D_TIME, batch_first=True),
+    "convolution": Convolution(D_TIME),
+}
+lengths = {
+    "self-attention": [256, 512, 1024, 2048],
+    "LSTM": [1024, 2048, 4096, 8192, 16384],
+    "convolution": [2048, 4096, 8192, 16384, 32768],
+}
 REPEATS, TRIALS = utils.budget(7, 3), utils.budget(3, 1)
 
 # %%
@@ -293,21 +317,45 @@ times = {}
 runs = progress([(trial, name) for trial in range(TRIALS) for name in layers], "timing")
 with cost.single_thread():
     for trial, name in runs:
-        t = cost.time_layers({name: layers[name].to(DEVICE)}, lengths[name], D_TIME, repeats=REPEATS,
-                             device=DEVICE, desc=None)[name]
+        t = cost.time_layers(
+            {name: layers[name].to(DEVICE)},
+            lengths[name],
+            D_TIME,
+            repeats=REPEATS,
+            device=DEVICE,
+            desc=None,
+        )[name]
         slopes[name].append(cost.loglog_slope(lengths[name], t))
-        times[name] = [min(a, b) for a, b in zip(times.get(name, t), t)]  # best over trials
-runs.finish(f"timed {len(layers)} layers in {TRIALS} trials, best of {REPEATS} runs each")
+        # best over trials
+        times[name] = [min(a, b) for a, b in zip(times.get(name, t), t)]
+runs.finish(
+    f"timed {len(layers)} layers in {TRIALS} trials, best of {REPEATS} runs each"
+)
 slope = {name: float(np.median(s)) for name, s in slopes.items()}
 for name in layers:
-    cells = "  ".join(f"n={n}: {utils.fmt_time(t)}" for n, t in zip(lengths[name], times[name]))
+    cells = "  ".join(
+        f"n={n}: {utils.fmt_time(t)}" for n, t in zip(lengths[name], times[name])
+    )
     print(f"{name:>15}: time ~ n^{utils.measured(slope[name], '.2f')}   ({cells})")
 
-# Timing claims are asserted in full runs; in the quick setting (fewer repeats) they are only reported.
-utils.claim(1.5 <= slope["self-attention"] <= 2.6, f"self-attention's time grows about like n^2 (slope {utils.measured(slope['self-attention'], '.2f')})")
-utils.claim(0.6 <= slope["LSTM"] <= 1.4, f"the LSTM's time grows about like n (slope {utils.measured(slope['LSTM'], '.2f')})")
-utils.claim(0.6 <= slope["convolution"] <= 1.4, f"the convolution's time grows about like n (slope {utils.measured(slope['convolution'], '.2f')})")
-utils.claim(slope["self-attention"] - slope["LSTM"] >= 0.5, "self-attention's time grows clearly faster with n than the LSTM's")
+# Timing claims are asserted in full runs; in the quick setting (fewer repeats) they are
+# only reported.
+utils.claim(
+    1.5 <= slope["self-attention"] <= 2.6,
+    f"self-attention's time grows about like n^2 (slope {utils.measured(slope['self-attention'], '.2f')})",
+)
+utils.claim(
+    0.6 <= slope["LSTM"] <= 1.4,
+    f"the LSTM's time grows about like n (slope {utils.measured(slope['LSTM'], '.2f')})",
+)
+utils.claim(
+    0.6 <= slope["convolution"] <= 1.4,
+    f"the convolution's time grows about like n (slope {utils.measured(slope['convolution'], '.2f')})",
+)
+utils.claim(
+    slope["self-attention"] - slope["LSTM"] >= 0.5,
+    "self-attention's time grows clearly faster with n than the LSTM's",
+)
 
 # %%
 fig, ax = plt.subplots(figsize=(7, 4.2))
@@ -316,8 +364,11 @@ for i, name in enumerate(layers):
     ax.loglog(ns, ts, "o", color=PALETTE[i], label=f"{name}: slope {slope[name]:.2f}")
     fit = np.polyfit(np.log(ns), np.log(ts), 1)
     ax.loglog(ns, np.exp(np.polyval(fit, np.log(ns))), "-", color=PALETTE[i], alpha=0.6)
-ax.set(xlabel="sequence length n (positions)", ylabel="forward time (ms of CPU, one thread)",
-       title=f"Measured time per layer, d = {D_TIME}: the slope is the exponent")
+ax.set(
+    xlabel="sequence length n (positions)",
+    ylabel="forward time (ms of CPU, one thread)",
+    title=f"Measured time per layer, d = {D_TIME}: the slope is the exponent",
+)
 plain_log_ticks(ax)
 ax.legend()
 plt.tight_layout()
@@ -352,39 +403,72 @@ runs = progress(total=len(WIDTHS) * len(CROSS_LENGTHS), desc="timing")
 with cost.single_thread():
     for d in WIDTHS:
         torch.manual_seed(d)
-        pair = {"self-attention": SelfAttention(d), "LSTM": nn.LSTM(d, d, batch_first=True)}
+        pair = {
+            "self-attention": SelfAttention(d),
+            "LSTM": nn.LSTM(d, d, batch_first=True),
+        }
         grid[d] = {name: [] for name in pair}
-        for n in CROSS_LENGTHS:  # TOKENS // n sequences of length n: the same number of tokens at every n
-            t = cost.time_layers(pair, [n], d, batch=TOKENS // n, repeats=utils.budget(5, 2), desc=None)
+        # TOKENS // n sequences of length n: the same number of tokens at every n
+        for n in CROSS_LENGTHS:
+            t = cost.time_layers(
+                pair, [n], d, batch=TOKENS // n, repeats=utils.budget(5, 2), desc=None
+            )
             runs.update()
             for name in pair:
                 grid[d][name].append(t[name][0])
-        # time(attention) / time(LSTM) ~ (n / n*)^p: fitted through all lengths, robust to one noisy point
-        ratio_slope[d], measured_n_star[d] = cost.ratio_crossover(CROSS_LENGTHS, grid[d]["self-attention"], grid[d]["LSTM"])
-        print(f"d = {d:>3}: attention becomes slower than the LSTM at n = {utils.measured(measured_n_star[d], '.0f')} "
-              f"({utils.measured(measured_n_star[d] / d, '.1f')} d; the FLOP counts say {count_crossover(d) / d:.1f} d)")
+        # time(attention) / time(LSTM) ~ (n / n*)^p: fitted through all lengths, robust
+        # to one noisy point
+        ratio_slope[d], measured_n_star[d] = cost.ratio_crossover(
+            CROSS_LENGTHS, grid[d]["self-attention"], grid[d]["LSTM"]
+        )
+        print(
+            f"d = {d:>3}: attention becomes slower than the LSTM at n = {utils.measured(measured_n_star[d], '.0f')} "
+            f"({utils.measured(measured_n_star[d] / d, '.1f')} d; the FLOP counts say {count_crossover(d) / d:.1f} d)"
+        )
 runs.finish(f"timed {len(WIDTHS)} widths at {len(CROSS_LENGTHS)} lengths")
 
-utils.claim(all(CROSS_LENGTHS[0] < measured_n_star[d] < CROSS_LENGTHS[-1] for d in WIDTHS),
-            "for every width there is a crossover: attention is faster on short sequences, slower on long ones")
-utils.claim(all(grid[d]["self-attention"][-1] > grid[d]["LSTM"][-1] for d in WIDTHS),
-            f"for every width, attention is slower than the LSTM on long sequences (n = {CROSS_LENGTHS[-1]})")
-utils.claim(measured_n_star[WIDTHS[-1]] > measured_n_star[WIDTHS[0]],
-            "the measured crossover moves to longer sequences as the model gets wider")
+utils.claim(
+    all(CROSS_LENGTHS[0] < measured_n_star[d] < CROSS_LENGTHS[-1] for d in WIDTHS),
+    "for every width there is a crossover: attention is faster on short sequences, slower on long ones",
+)
+utils.claim(
+    all(grid[d]["self-attention"][-1] > grid[d]["LSTM"][-1] for d in WIDTHS),
+    f"for every width, attention is slower than the LSTM on long sequences (n = {CROSS_LENGTHS[-1]})",
+)
+utils.claim(
+    measured_n_star[WIDTHS[-1]] > measured_n_star[WIDTHS[0]],
+    "the measured crossover moves to longer sequences as the model gets wider",
+)
 
 # %%
 fig, ax = plt.subplots(figsize=(7, 4.2))
 for i, d in enumerate(WIDTHS):
     ratio = np.array(grid[d]["self-attention"]) / np.array(grid[d]["LSTM"])
-    ax.loglog(np.array(CROSS_LENGTHS) / d, ratio, "o-", color=PALETTE[i], label=f"measured, d = {d}")
+    ax.loglog(
+        np.array(CROSS_LENGTHS) / d,
+        ratio,
+        "o-",
+        color=PALETTE[i],
+        label=f"measured, d = {d}",
+    )
 x = np.geomspace(CROSS_LENGTHS[0] / WIDTHS[-1], CROSS_LENGTHS[-1] / WIDTHS[0], 50)
-ax.loglog(x, [attention_flops(r * 64, 64) / lstm_flops(r * 64, 64) for r in x], "--", color="grey",
-          label="FLOP count ratio")
+ax.loglog(
+    x,
+    [attention_flops(r * 64, 64) / lstm_flops(r * 64, 64) for r in x],
+    "--",
+    color="grey",
+    label="FLOP count ratio",
+)
 ax.axhline(1, color="black", linewidth=0.8)
 ax.axvline(2.5, color="grey", linestyle=":", label="n = 2.5 d (counts)")
-ax.set(xlabel="n / d (sequence length over model width)", ylabel="time(attention) / time(LSTM)",
-       title="Attention is cheaper below the crossover, dearer above it")
-plain_log_ticks(ax, xticks=[0.125, 0.25, 0.5, 1, 2, 4, 8, 16, 32], yticks=[0.25, 0.5, 1, 2, 4, 8])
+ax.set(
+    xlabel="n / d (sequence length over model width)",
+    ylabel="time(attention) / time(LSTM)",
+    title="Attention is cheaper below the crossover, dearer above it",
+)
+plain_log_ticks(
+    ax, xticks=[0.125, 0.25, 0.5, 1, 2, 4, 8, 16, 32], yticks=[0.25, 0.5, 1, 2, 4, 8]
+)
 ax.legend(fontsize=8)
 plt.tight_layout()
 
@@ -425,7 +509,8 @@ class UnrolledLSTM(nn.Module):
     def forward(self, x):
         h = c = x.new_zeros(x.shape[0], self.cell.hidden_size)  # (B, d)
         outputs = []
-        for t in range(x.shape[1]):  # step t needs h_{t-1}: this loop cannot be parallelised
+        # step t needs h_{t-1}: this loop cannot be parallelised
+        for t in range(x.shape[1]):
             h, c = self.cell(x[:, t], (h, c))
             outputs.append(h)
         return torch.stack(outputs, dim=1)  # (B, n, d)
@@ -433,10 +518,18 @@ class UnrolledLSTM(nn.Module):
 
 D_DEPTH, DEPTH_LENGTHS = 16, [16, 32, 64, 128]
 torch.manual_seed(0)
-depth_layers = {"self-attention": lambda x: SelfAttention(D_DEPTH)(x)[0], "LSTM": UnrolledLSTM(D_DEPTH),
-                "convolution": Convolution(D_DEPTH)}
-depth = {name: [cost.graph_depth(f(torch.randn(1, n, D_DEPTH, requires_grad=True))) for n in DEPTH_LENGTHS]
-         for name, f in depth_layers.items()}
+depth_layers = {
+    "self-attention": lambda x: SelfAttention(D_DEPTH)(x)[0],
+    "LSTM": UnrolledLSTM(D_DEPTH),
+    "convolution": Convolution(D_DEPTH),
+}
+depth = {
+    name: [
+        cost.graph_depth(f(torch.randn(1, n, D_DEPTH, requires_grad=True)))
+        for n in DEPTH_LENGTHS
+    ]
+    for name, f in depth_layers.items()
+}
 print("longest chain of operations (autograd graph depth)")
 print(f"{'n':>16} " + " ".join(f"{n:>6}" for n in DEPTH_LENGTHS))
 for name, ds in depth.items():
@@ -444,12 +537,16 @@ for name, ds in depth.items():
 
 grow = {name: ds[-1] / ds[0] for name, ds in depth.items()}
 span = DEPTH_LENGTHS[-1] / DEPTH_LENGTHS[0]
-utils.claim(grow["self-attention"] == 1 and grow["convolution"] == 1,
-            "self-attention and convolution need the same number of sequential operations at every length: O(1)",
-            needs_training=False)
-utils.claim(0.9 * span <= grow["LSTM"] <= 1.1 * span,
-            f"the LSTM's chain grows in proportion to n: x{grow['LSTM']:.1f} for x{span:.0f} positions, O(n)",
-            needs_training=False)
+utils.claim(
+    grow["self-attention"] == 1 and grow["convolution"] == 1,
+    "self-attention and convolution need the same number of sequential operations at every length: O(1)",
+    needs_training=False,
+)
+utils.claim(
+    0.9 * span <= grow["LSTM"] <= 1.1 * span,
+    f"the LSTM's chain grows in proportion to n: x{grow['LSTM']:.1f} for x{span:.0f} positions, O(n)",
+    needs_training=False,
+)
 
 # %% [markdown]
 # ## 5. Maximum path length
@@ -467,27 +564,43 @@ utils.claim(0.9 * span <= grow["LSTM"] <= 1.1 * span,
 # %%
 N_PATH, D_PATH = 64, 32
 torch.manual_seed(0)
-grads = {"self-attention": cost.gradient_by_distance(SelfAttention(D_PATH), N_PATH, D_PATH),
-         "LSTM": cost.gradient_by_distance(nn.LSTM(D_PATH, D_PATH, batch_first=True), N_PATH, D_PATH)}
-distance = np.arange(N_PATH)[::-1]  # input j is n - 1 - j positions before the last output
+grads = {
+    "self-attention": cost.gradient_by_distance(SelfAttention(D_PATH), N_PATH, D_PATH),
+    "LSTM": cost.gradient_by_distance(
+        nn.LSTM(D_PATH, D_PATH, batch_first=True), N_PATH, D_PATH
+    ),
+}
+# input j is n - 1 - j positions before the last output
+distance = np.arange(N_PATH)[::-1]
 for name, g in grads.items():
-    others = g[:-1]  # distances 1 .. n-1 (at distance 0, x_n also makes the query itself)
-    print(f"{name:>15}: gradient at distance 1: 10^{utils.measured(np.log10(g[-2]), '.1f')}, at distance {N_PATH - 1}: "
-          f"10^{utils.measured(np.log10(g[0]), '.1f')}  (max/min over distances 1..{N_PATH - 1}: 10^{utils.measured(np.log10(others.max() / others.min()), '.1f')})")
+    # distances 1 .. n-1 (at distance 0, x_n also makes the query itself)
+    others = g[:-1]
+    print(
+        f"{name:>15}: gradient at distance 1: 10^{utils.measured(np.log10(g[-2]), '.1f')}, at distance {N_PATH - 1}: "
+        f"10^{utils.measured(np.log10(g[0]), '.1f')}  (max/min over distances 1..{N_PATH - 1}: 10^{utils.measured(np.log10(others.max() / others.min()), '.1f')})"
+    )
 
-utils.claim(grads["LSTM"][0] < 1e-6 * grads["LSTM"][-2],
-            f"the LSTM's gradient shrinks more than a million-fold from distance 1 to {N_PATH - 1}", needs_training=False)
+utils.claim(
+    grads["LSTM"][0] < 1e-6 * grads["LSTM"][-2],
+    f"the LSTM's gradient shrinks more than a million-fold from distance 1 to {N_PATH - 1}",
+    needs_training=False,
+)
 flat = grads["self-attention"][:-1]
-utils.claim(flat.max() < 3 * flat.min(),
-            "self-attention's gradient is about the same size at every distance (within a factor 3)", needs_training=False)
+utils.claim(
+    flat.max() < 3 * flat.min(),
+    "self-attention's gradient is about the same size at every distance (within a factor 3)",
+    needs_training=False,
+)
 
 # %%
 fig, ax = plt.subplots(figsize=(7, 4))
 for i, (name, g) in enumerate(grads.items()):
     ax.semilogy(distance, g, "o-", markersize=3, color=PALETTE[i], label=name)
-ax.set(xlabel="distance n - j between input x_j and the last output y_n (positions)",
-       ylabel="gradient norm ||dy_n / dx_j||",
-       title="Path length, felt by the gradient: one step vs n - j steps")
+ax.set(
+    xlabel="distance n - j between input x_j and the last output y_n (positions)",
+    ylabel="gradient norm ||dy_n / dx_j||",
+    title="Path length, felt by the gradient: one step vs n - j steps",
+)
 ax.legend()
 plt.tight_layout()
 
@@ -502,12 +615,21 @@ plt.tight_layout()
 print(f"{'n':>6} {'contiguous k=3':>15} {'dilated k=3':>12}")
 conv_depths = {}
 for n in [16, 64, 256, 1024]:
-    conv_depths[n] = (cost.conv_layers_to_connect(n, 3), cost.conv_layers_to_connect(n, 3, dilated=True))
+    conv_depths[n] = (
+        cost.conv_layers_to_connect(n, 3),
+        cost.conv_layers_to_connect(n, 3, dilated=True),
+    )
     print(f"{n:>6} {conv_depths[n][0]:>15} {conv_depths[n][1]:>12}")
-utils.claim(all(c == math.ceil((n - 1) / 2) for n, (c, _) in conv_depths.items()),
-            "contiguous convolutions need (n - 1) / (k - 1) layers to connect the ends: O(n / k)", needs_training=False)
-utils.claim(all(3 ** (dl - 1) < n <= 3 ** dl for n, (_, dl) in conv_depths.items()),
-            "dilated convolutions need about log_k(n) layers: O(log_k n)", needs_training=False)
+utils.claim(
+    all(c == math.ceil((n - 1) / 2) for n, (c, _) in conv_depths.items()),
+    "contiguous convolutions need (n - 1) / (k - 1) layers to connect the ends: O(n / k)",
+    needs_training=False,
+)
+utils.claim(
+    all(3 ** (dl - 1) < n <= 3**dl for n, (_, dl) in conv_depths.items()),
+    "dilated convolutions need about log_k(n) layers: O(log_k n)",
+    needs_training=False,
+)
 
 # %% [markdown]
 # ## 6. Memory: the $n \times n$ matrix
@@ -549,41 +671,80 @@ utils.check("04.3", attention_memory)
 attention_memory = utils.use("04.3", attention_memory)
 
 D_MEM, MEM_LENGTHS = 64, [256, 512, 1024, 2048]
-memory = {"counted": [], "course's attention": [], "fused, 4-D": [], "PyTorch, 3-D input": []}
+memory = {
+    "counted": [],
+    "course's attention": [],
+    "fused, 4-D": [],
+    "PyTorch, 3-D input": [],
+}
 with cost.single_thread():
     for n in MEM_LENGTHS:
-        q, k, v = (torch.randn(1, 1, n, D_MEM) for _ in range(3))  # (batch, heads, n, d)
+        # (batch, heads, n, d)
+        q, k, v = (torch.randn(1, 1, n, D_MEM) for _ in range(3))
         memory["counted"].append(attention_memory(n, D_MEM))
-        memory["course's attention"].append(cost.peak_memory(lambda: scaled_dot_product_attention(q, k, v)))
-        memory["fused, 4-D"].append(cost.peak_memory(lambda: F.scaled_dot_product_attention(q, k, v)))
-        memory["PyTorch, 3-D input"].append(cost.peak_memory(lambda: F.scaled_dot_product_attention(q[0], k[0], v[0])))
+        memory["course's attention"].append(
+            cost.peak_memory(lambda: scaled_dot_product_attention(q, k, v))
+        )
+        memory["fused, 4-D"].append(
+            cost.peak_memory(lambda: F.scaled_dot_product_attention(q, k, v))
+        )
+        memory["PyTorch, 3-D input"].append(
+            cost.peak_memory(lambda: F.scaled_dot_product_attention(q[0], k[0], v[0]))
+        )
 print(f"{'n':>6} " + " ".join(f"{name:>20}" for name in memory))
 for i, n in enumerate(MEM_LENGTHS):
-    print(f"{n:>6} " + " ".join(f"{cost.format_bytes(memory[name][i]):>20}" for name in memory))
+    print(
+        f"{n:>6} "
+        + " ".join(f"{cost.format_bytes(memory[name][i]):>20}" for name in memory)
+    )
 
-utils.claim(memory["course's attention"] == memory["counted"],
-            "the measured peak of the course's attention is exactly the count S + A + output", needs_training=False)
+utils.claim(
+    memory["course's attention"] == memory["counted"],
+    "the measured peak of the course's attention is exactly the count S + A + output",
+    needs_training=False,
+)
 fused_slope = cost.loglog_slope(MEM_LENGTHS, memory["fused, 4-D"])
-utils.claim(fused_slope < 1.5 and cost.loglog_slope(MEM_LENGTHS, memory["counted"]) > 1.8,
-            f"naive attention's memory grows like n^2, the fused kernel's about like n (slope {utils.measured(fused_slope, '.2f')})",
-            needs_training=False)
-utils.claim(memory["fused, 4-D"][-1] * 10 < memory["course's attention"][-1],
-            f"at n = {MEM_LENGTHS[-1]} the fused kernel needs less than a tenth of the memory", needs_training=False)
+utils.claim(
+    fused_slope < 1.5 and cost.loglog_slope(MEM_LENGTHS, memory["counted"]) > 1.8,
+    f"naive attention's memory grows like n^2, the fused kernel's about like n (slope {utils.measured(fused_slope, '.2f')})",
+    needs_training=False,
+)
+utils.claim(
+    memory["fused, 4-D"][-1] * 10 < memory["course's attention"][-1],
+    f"at n = {MEM_LENGTHS[-1]} the fused kernel needs less than a tenth of the memory",
+    needs_training=False,
+)
 stores = memory["PyTorch, 3-D input"][-1] > 4 * memory["fused, 4-D"][-1]
 torch_version = torch.__version__.split("+")[0]
-print(f"PyTorch {torch_version}, 3-D inputs: {'a fallback that stores' if stores else 'the fused kernel, without'} the n x n matrix")
+print(
+    f"PyTorch {torch_version}, 3-D inputs: {'a fallback that stores' if stores else 'the fused kernel, without'} the n x n matrix"
+)
 if tuple(int(part) for part in torch_version.split(".")[:2]) <= (2, 13):
-    utils.claim(stores, "with 3-D inputs PyTorch 2.13 and older fall back to a version that stores the n x n matrix",
-                needs_training=False)
+    utils.claim(
+        stores,
+        "with 3-D inputs PyTorch 2.13 and older fall back to a version that stores the n x n matrix",
+        needs_training=False,
+    )
 
 # %%
 fig, ax = plt.subplots(figsize=(7, 4))
 for i, name in enumerate(["course's attention", "fused, 4-D", "PyTorch, 3-D input"]):
-    ax.loglog(MEM_LENGTHS, np.array(memory[name]) / 2**20, "o-", color=PALETTE[i], label=name)
-ax.loglog(MEM_LENGTHS, np.array(memory["counted"]) / 2**20, "x", color="black", markersize=9,
-          label="counted: batch (2n² + nd) × 4 bytes")
-ax.set(xlabel="sequence length n (positions)", ylabel="peak memory (MiB)",
-       title=f"Memory of one attention call, d = {D_MEM}: n² vs about n")
+    ax.loglog(
+        MEM_LENGTHS, np.array(memory[name]) / 2**20, "o-", color=PALETTE[i], label=name
+    )
+ax.loglog(
+    MEM_LENGTHS,
+    np.array(memory["counted"]) / 2**20,
+    "x",
+    color="black",
+    markersize=9,
+    label="counted: batch (2n² + nd) × 4 bytes",
+)
+ax.set(
+    xlabel="sequence length n (positions)",
+    ylabel="peak memory (MiB)",
+    title=f"Memory of one attention call, d = {D_MEM}: n² vs about n",
+)
 plain_log_ticks(ax, xticks=MEM_LENGTHS, yticks=[0.125, 0.5, 2, 8, 32])
 ax.legend(fontsize=8)
 plt.tight_layout()
@@ -594,8 +755,14 @@ plt.tight_layout()
 
 # %%
 big = attention_memory(4096, 64, batch=32 * 8)
-print(f"{cost.format_bytes(big)} for one layer's scores and weights: more than most GPUs hold")
-utils.claim(big > 32 * 2**30, "naive attention over 4096 positions needs tens of GiB per layer", needs_training=False)
+print(
+    f"{cost.format_bytes(big)} for one layer's scores and weights: more than most GPUs hold"
+)
+utils.claim(
+    big > 32 * 2**30,
+    "naive attention over 4096 positions needs tens of GiB per layer",
+    needs_training=False,
+)
 
 # %% [markdown]
 # ### What practitioners do about the quadratic cost
@@ -629,18 +796,39 @@ n_p = N_PATH
 att_flat = grads["self-attention"][:-1].max() / grads["self-attention"][:-1].min()
 lstm_drop = grads["LSTM"][-2] / grads["LSTM"][0]
 rows = [
-    ("Self-attention", "O(n²·d)", f"{utils.measured(slope['self-attention'], '.2f')}", "O(1)",
-     " → ".join(map(str, depth["self-attention"])), "O(1)",
-     f"1 layer; gradient flat over {n_p - 1} positions (max/min {utils.measured(att_flat, '.1f')})"),
-    ("Recurrent (LSTM)", "O(n·d²)", f"{utils.measured(slope['LSTM'], '.2f')}", "O(n)", " → ".join(map(str, depth["LSTM"])), "O(n)",
-     f"{n_p - 1} steps; gradient falls 10^{utils.measured(np.log10(lstm_drop), '.0f')}-fold"),
-    ("Convolutional (k = 3)", "O(k·n·d²)", f"{utils.measured(slope['convolution'], '.2f')}", "O(1)",
-     " → ".join(map(str, depth["convolution"])), "O(log_k n) dilated (O(n/k) contiguous)",
-     f"{conv_depths[64][0]} layers, or {conv_depths[64][1]} dilated (n = 64)"),
+    (
+        "Self-attention",
+        "O(n²·d)",
+        f"{utils.measured(slope['self-attention'], '.2f')}",
+        "O(1)",
+        " → ".join(map(str, depth["self-attention"])),
+        "O(1)",
+        f"1 layer; gradient flat over {n_p - 1} positions (max/min {utils.measured(att_flat, '.1f')})",
+    ),
+    (
+        "Recurrent (LSTM)",
+        "O(n·d²)",
+        f"{utils.measured(slope['LSTM'], '.2f')}",
+        "O(n)",
+        " → ".join(map(str, depth["LSTM"])),
+        "O(n)",
+        f"{n_p - 1} steps; gradient falls 10^{utils.measured(np.log10(lstm_drop), '.0f')}-fold",
+    ),
+    (
+        "Convolutional (k = 3)",
+        "O(k·n·d²)",
+        f"{utils.measured(slope['convolution'], '.2f')}",
+        "O(1)",
+        " → ".join(map(str, depth["convolution"])),
+        "O(log_k n) dilated (O(n/k) contiguous)",
+        f"{conv_depths[64][0]} layers, or {conv_depths[64][1]} dilated (n = 64)",
+    ),
 ]
-header = ("| layer type | complexity per layer (paper) | measured time exponent in n | sequential operations (paper) "
-          f"| measured longest chain, n = {' → '.join(map(str, DEPTH_LENGTHS))} | maximum path length (paper) "
-          f"| measured path, n = {n_p} |\n|---|---|---|---|---|---|---|\n")
+header = (
+    "| layer type | complexity per layer (paper) | measured time exponent in n | sequential operations (paper) "
+    f"| measured longest chain, n = {' → '.join(map(str, DEPTH_LENGTHS))} | maximum path length (paper) "
+    f"| measured path, n = {n_p} |\n|---|---|---|---|---|---|---|\n"
+)
 display(Markdown(header + "\n".join("| " + " | ".join(r) + " |" for r in rows)))
 
 # %% [markdown]
@@ -668,33 +856,63 @@ def render(n: int, d: int, k: int = 3):
     (None where section 3 did not time it).
     """
     if not (isinstance(n, int) and isinstance(d, int) and n >= 2 and d >= 1):
-        raise ValueError(f"render needs whole numbers n >= 2 and d >= 1, not n={n!r}, d={d!r}")
+        raise ValueError(
+            f"render needs whole numbers n >= 2 and d >= 1, not n={n!r}, d={d!r}"
+        )
     measured = grid.get(d, {})
 
-    def timed(name):  # section 3 timed TOKENS // n sequences at once: the time of one of them
-        return measured[name][CROSS_LENGTHS.index(n)] / (TOKENS // n) if name in measured and n in CROSS_LENGTHS else None
+    # section 3 timed TOKENS // n sequences at once: the time of one of them
+    def timed(name):
+        return (
+            measured[name][CROSS_LENGTHS.index(n)] / (TOKENS // n)
+            if name in measured and n in CROSS_LENGTHS
+            else None
+        )
 
     rows = [
-        {"layer": "self-attention", "flops": attention_flops(n, d),
-         "memory": attention_memory(n, d) + 3 * n * d * cost.BYTES_PER_FLOAT,  # + Q, K, V
-         "sequential": 1, "path": 1, "time": timed("self-attention")},
-        {"layer": "LSTM", "flops": lstm_flops(n, d),
-         "memory": 5 * n * d * cost.BYTES_PER_FLOAT,  # 4 gate pre-activations + h, per position
-         "sequential": n, "path": n - 1, "time": timed("LSTM")},
-        {"layer": f"convolution (k = {k})", "flops": cost.conv_flops(n, d, k),
-         "memory": n * d * cost.BYTES_PER_FLOAT,  # the output
-         "sequential": 1, "path": math.ceil((n - 1) / (k - 1)), "time": None},
+        {
+            "layer": "self-attention",
+            "flops": attention_flops(n, d),
+            # + Q, K, V
+            "memory": attention_memory(n, d) + 3 * n * d * cost.BYTES_PER_FLOAT,
+            "sequential": 1,
+            "path": 1,
+            "time": timed("self-attention"),
+        },
+        {
+            "layer": "LSTM",
+            "flops": lstm_flops(n, d),
+            # 4 gate pre-activations + h, per position
+            "memory": 5 * n * d * cost.BYTES_PER_FLOAT,
+            "sequential": n,
+            "path": n - 1,
+            "time": timed("LSTM"),
+        },
+        {
+            "layer": f"convolution (k = {k})",
+            "flops": cost.conv_flops(n, d, k),
+            "memory": n * d * cost.BYTES_PER_FLOAT,  # the output
+            "sequential": 1,
+            "path": math.ceil((n - 1) / (k - 1)),
+            "time": None,
+        },
     ]
     cheapest = min(rows, key=lambda r: r["flops"])["layer"]
     cells = "".join(
         f"<tr><td>{'<b>' + r['layer'] + '</b>' if r['layer'] == cheapest else r['layer']}</td>"
         f"<td>{cost.format_count(r['flops'], 'FLOP')}</td><td>{cost.format_bytes(r['memory'])}</td>"
         f"<td>{r['sequential']}</td><td>{r['path']}</td>"
-        f"<td>{utils.fmt_time(r['time']) if r['time'] is not None else 'not timed'}</td></tr>" for r in rows)
-    html = (f"<p>n = {n}, d = {d}: fewest FLOPs: <b>{cheapest}</b> "
-            f"(attention's n² d share: {4 * n * n * d / attention_flops(n, d):.0%})</p>"
-            "<table><tr><th>layer</th><th>FLOPs (count)</th><th>activations (count)</th>"
-            "<th>sequential ops</th><th>path length</th><th>measured time (one sequence)</th></tr>" + cells + "</table>")
+        f"<td>{utils.fmt_time(r['time']) if r['time'] is not None else 'not timed'}</td></tr>"
+        for r in rows
+    )
+    html = (
+        f"<p>n = {n}, d = {d}: fewest FLOPs: <b>{cheapest}</b> "
+        f"(attention's n² d share: {4 * n * n * d / attention_flops(n, d):.0%})</p>"
+        "<table><tr><th>layer</th><th>FLOPs (count)</th><th>activations (count)</th>"
+        "<th>sequential ops</th><th>path length</th><th>measured time (one sequence)</th></tr>"
+        + cells
+        + "</table>"
+    )
     return html, rows
 
 
@@ -702,9 +920,14 @@ def render(n: int, d: int, k: int = 3):
 # NBVAL_IGNORE_OUTPUT
 explorer = widgets.interactive(
     lambda n, d: display(HTML(render(n, d)[0])),
-    n=widgets.SelectionSlider(options=[16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192], value=256,
-                              description="n"),
-    d=widgets.SelectionSlider(options=[16, 32, 64, 128, 256, 512, 1024], value=64, description="d"),
+    n=widgets.SelectionSlider(
+        options=[16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192],
+        value=256,
+        description="n",
+    ),
+    d=widgets.SelectionSlider(
+        options=[16, 32, 64, 128, 256, 512, 1024], value=64, description="d"
+    ),
 )
 explorer
 
@@ -717,15 +940,24 @@ for n, d in [(64, 128), (1024, 32)]:
     html, rows = render(n, d)
     print(f"n = {n}, d = {d}:")
     for r in rows:
-        print(f"  {r['layer']:>20}: {cost.format_count(r['flops'], 'FLOP'):>11}, "
-              f"{cost.format_bytes(r['memory']):>10}, sequential {r['sequential']:>4}, path {r['path']:>4}, "
-              f"{'timed' if r['time'] is not None else 'not timed'}")
-short_wide, long_narrow = render(64, 128)[1], render(1024, 32)[1]  # rows: attention, LSTM, convolution
-utils.claim(short_wide[0]["flops"] < short_wide[1]["flops"] and long_narrow[0]["flops"] > long_narrow[1]["flops"],
-            "by the counts, attention beats the LSTM for short sequences of wide vectors, not for long narrow ones",
-            needs_training=False)
-utils.claim(short_wide[0]["time"] is not None and long_narrow[1]["time"] is not None,
-            "the widget shows the measured time where this notebook took it", needs_training=False)
+        print(
+            f"  {r['layer']:>20}: {cost.format_count(r['flops'], 'FLOP'):>11}, "
+            f"{cost.format_bytes(r['memory']):>10}, sequential {r['sequential']:>4}, path {r['path']:>4}, "
+            f"{'timed' if r['time'] is not None else 'not timed'}"
+        )
+# rows: attention, LSTM, convolution
+short_wide, long_narrow = render(64, 128)[1], render(1024, 32)[1]
+utils.claim(
+    short_wide[0]["flops"] < short_wide[1]["flops"]
+    and long_narrow[0]["flops"] > long_narrow[1]["flops"],
+    "by the counts, attention beats the LSTM for short sequences of wide vectors, not for long narrow ones",
+    needs_training=False,
+)
+utils.claim(
+    short_wide[0]["time"] is not None and long_narrow[1]["time"] is not None,
+    "the widget shows the measured time where this notebook took it",
+    needs_training=False,
+)
 
 # %% [markdown]
 # ## Summary

@@ -98,7 +98,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from utils.attention import causal_mask, copy_into_torch_mha, padding_mask, scaled_dot_product_attention
+from utils.attention import (
+    causal_mask,
+    copy_into_torch_mha,
+    padding_mask,
+    scaled_dot_product_attention,
+)
 from utils.data import Batch
 from utils.plots import PALETTE, plot_attention, plot_losses
 from utils.training import count_parameters, train
@@ -149,9 +154,12 @@ def split_heads(x, num_heads: int):
     ### BEGIN SOLUTION
     B, L, D = x.shape
     if D % num_heads:
-        raise ValueError(f"the model width {D} is not divisible by num_heads={num_heads}")
-    # view splits the last axis into (h, d); the transpose then puts heads before positions, so that
-    # each head is a separate (L, d) matrix. view(B, h, L, d) instead would mix positions and heads.
+        raise ValueError(
+            f"the model width {D} is not divisible by num_heads={num_heads}"
+        )
+    # view splits the last axis into (h, d); the transpose then puts heads before
+    # positions, so that each head is a separate (L, d) matrix. view(B, h, L, d) instead
+    # would mix positions and heads.
     return x.view(B, L, num_heads, D // num_heads).transpose(1, 2)  # (B, h, L, d)
     ### END SOLUTION
 
@@ -160,7 +168,8 @@ def merge_heads(x):
     """(B, h, L, d) -> (B, L, h*d), the exact inverse of :func:`split_heads` (concatenates the heads)."""
     ### BEGIN SOLUTION
     B, h, L, d = x.shape
-    return x.transpose(1, 2).reshape(B, L, h * d)  # reshape copies: after the transpose x is not contiguous
+    # reshape copies: after the transpose x is not contiguous
+    return x.transpose(1, 2).reshape(B, L, h * d)
     ### END SOLUTION
 
 
@@ -174,13 +183,22 @@ utils.check("05.1", (split_heads, merge_heads))
 # %%
 split_heads, merge_heads = utils.use("05.1", (split_heads, merge_heads))
 
-x = (100 * torch.arange(3)[:, None] + torch.arange(4)[None, :]).float()[None]  # (1, 3, 4)
+# (1, 3, 4)
+x = (100 * torch.arange(3)[:, None] + torch.arange(4)[None, :]).float()[None]
 heads = split_heads(x, 2)  # (1, 2, 3, 2)
 for i in range(2):
-    print(f"head {i}: positions as rows, its 2 features as columns\n{heads[0, i].long()}")
+    print(
+        f"head {i}: positions as rows, its 2 features as columns\n{heads[0, i].long()}"
+    )
 wrong = x.view(1, 2, 3, 2)  # the bug: the right shape, without the transpose
-print(f"view(B, h, L, d) without the transpose, 'head 0':\n{wrong[0, 0].long()}  <- rows are halves of positions 0 and 1")
-utils.claim(torch.equal(merge_heads(heads), x), "merge_heads(split_heads(x)) gives x back exactly", needs_training=False)
+print(
+    f"view(B, h, L, d) without the transpose, 'head 0':\n{wrong[0, 0].long()}  <- rows are halves of positions 0 and 1"
+)
+utils.claim(
+    torch.equal(merge_heads(heads), x),
+    "merge_heads(split_heads(x)) gives x back exactly",
+    needs_training=False,
+)
 
 # %% [markdown]
 # ## 2. The multi-head attention module
@@ -214,16 +232,22 @@ def _head_mask(mask, B: int, Lq: int, Lk: int):
     if mask.dim() == 3:
         return mask[:, None]  # (B, 1, Lq, Lk): the same for every head
     if mask.dim() != 2:
-        raise ValueError(f"mask must have 2, 3 or 4 dimensions, not shape {tuple(mask.shape)}")
+        raise ValueError(
+            f"mask must have 2, 3 or 4 dimensions, not shape {tuple(mask.shape)}"
+        )
     is_padding, is_shared = mask.shape == (B, Lk), mask.shape == (Lq, Lk)
     if is_padding and is_shared and B > 1:
-        raise ValueError(f"a 2-D mask of shape {tuple(mask.shape)} is ambiguous when batch size = query length = {B}: "
-                         "pass mask[:, None, :] for a (B, Lk) key padding mask, or mask[None] for an (Lq, Lk) mask")
+        raise ValueError(
+            f"a 2-D mask of shape {tuple(mask.shape)} is ambiguous when batch size = query length = {B}: "
+            "pass mask[:, None, :] for a (B, Lk) key padding mask, or mask[None] for an (Lq, Lk) mask"
+        )
     if is_padding:
         return mask[:, None, None, :]  # (B, 1, 1, Lk): for every head and every query
     if is_shared:
         return mask  # (Lq, Lk) already broadcasts against (B, h, Lq, Lk)
-    raise ValueError(f"a 2-D mask must be (B, Lk) = {(B, Lk)} or (Lq, Lk) = {(Lq, Lk)}, not {tuple(mask.shape)}")
+    raise ValueError(
+        f"a 2-D mask must be (B, Lk) = {(B, Lk)} or (Lq, Lk) = {(Lq, Lk)}, not {tuple(mask.shape)}"
+    )
     ### END SOLUTION
 
 
@@ -254,10 +278,13 @@ class MultiHeadAttention(nn.Module):
         super().__init__()
         ### BEGIN SOLUTION
         if d_model % num_heads:
-            raise ValueError(f"d_model={d_model} is not divisible by num_heads={num_heads}")
+            raise ValueError(
+                f"d_model={d_model} is not divisible by num_heads={num_heads}"
+            )
         self.num_heads = num_heads
-        # The h matrices W_i^Q (each D x D/h) side by side form one D x D matrix: one Linear computes
-        # all heads' queries at once, and split_heads separates them. Likewise for W^K and W^V.
+        # The h matrices W_i^Q (each D x D/h) side by side form one D x D matrix: one
+        # Linear computes all heads' queries at once, and split_heads separates them.
+        # Likewise for W^K and W^V.
         self.q_proj = nn.Linear(d_model, d_model)  # [W_1^Q ... W_h^Q]
         self.k_proj = nn.Linear(d_model, d_model)  # [W_1^K ... W_h^K]
         self.v_proj = nn.Linear(d_model, d_model)  # [W_1^V ... W_h^V]
@@ -266,12 +293,15 @@ class MultiHeadAttention(nn.Module):
 
     def forward(self, query, key, value, mask=None):
         ### BEGIN SOLUTION
-        q = split_heads(self.q_proj(query), self.num_heads)  # Q W_i^Q for every head i: (B, h, Lq, d_k)
+        # Q W_i^Q for every head i: (B, h, Lq, d_k)
+        q = split_heads(self.q_proj(query), self.num_heads)
         k = split_heads(self.k_proj(key), self.num_heads)  # (B, h, Lk, d_k)
         v = split_heads(self.v_proj(value), self.num_heads)  # (B, h, Lk, d_k)
         mask = _head_mask(mask, query.shape[0], query.shape[1], key.shape[1])
-        heads, weights = scaled_dot_product_attention(q, k, v, mask)  # (B, h, Lq, d_k), (B, h, Lq, Lk)
-        return self.out_proj(merge_heads(heads)), weights  # Concat(head_1..head_h) W^O: (B, Lq, D)
+        # (B, h, Lq, d_k), (B, h, Lq, Lk)
+        heads, weights = scaled_dot_product_attention(q, k, v, mask)
+        # Concat(head_1..head_h) W^O: (B, Lq, D)
+        return self.out_proj(merge_heads(heads)), weights
         ### END SOLUTION
 
 
@@ -293,7 +323,8 @@ try:
     mha(x4, x4, x4, causal_mask(4))
 except ValueError as err:
     print("ValueError:", err)
-out, weights = mha(x4, x4, x4, causal_mask(4)[None])  # (1, Lq, Lk): shared by the whole batch, unambiguous
+# (1, Lq, Lk): shared by the whole batch, unambiguous
+out, weights = mha(x4, x4, x4, causal_mask(4)[None])
 print("with mask[None]: output", tuple(out.shape), "weights", tuple(weights.shape))
 
 # %% [markdown]
@@ -335,13 +366,21 @@ cases = {  # name: (our mask, PyTorch's keyword arguments)
 worst = 0.0
 for name, (mask, torch_masks) in cases.items():
     out, w = ours(query, key, key, mask)
-    out_t, w_t = theirs(query, key, key, need_weights=True, average_attn_weights=False, **torch_masks)
+    out_t, w_t = theirs(
+        query, key, key, need_weights=True, average_attn_weights=False, **torch_masks
+    )
     d_out, d_w = (out - out_t).abs().max().item(), (w - w_t).abs().max().item()
     worst = max(worst, d_out, d_w)
-    print(f"{name:<17} output {tuple(out.shape)}, weights {tuple(w.shape)}: max |difference| "
-          f"{'< 1e-6' if max(d_out, d_w) < 1e-6 else f'{max(d_out, d_w):.1e}'}")
-utils.claim(worst < 1e-5, "with the same weights, our module and nn.MultiheadAttention give the same output and "
-            "per-head weights, with and without masks", needs_training=False)
+    print(
+        f"{name:<17} output {tuple(out.shape)}, weights {tuple(w.shape)}: max |difference| "
+        f"{'< 1e-6' if max(d_out, d_w) < 1e-6 else f'{max(d_out, d_w):.1e}'}"
+    )
+utils.claim(
+    worst < 1e-5,
+    "with the same weights, our module and nn.MultiheadAttention give the same output and "
+    "per-head weights, with and without masks",
+    needs_training=False,
+)
 
 # %% [markdown]
 # **A query whose keys are all masked.** Lesson 03's function gives it all-zero weights and a zero
@@ -352,11 +391,24 @@ utils.claim(worst < 1e-5, "with the same weights, our module and nn.MultiheadAtt
 none_allowed = torch.ones(B, Lq, Lk, dtype=torch.bool)
 none_allowed[0, 0] = False  # query 0 of sequence 0 may attend to nothing
 out, w = ours(query, key, key, none_allowed)
-out_t, w_t = theirs(query, key, key, attn_mask=(~none_allowed).repeat_interleave(h, dim=0), average_attn_weights=False)
-print(f"ours : weights of that query sum to {w[0, :, 0].sum(-1).tolist()}, output finite: {torch.isfinite(out).all().item()}")
-print(f"torch: NaN in its weights: {torch.isnan(w_t[0, :, 0]).any().item()}, NaN in its output: {torch.isnan(out_t).any().item()}")
-utils.claim(torch.isfinite(out).all() and torch.equal(out[0, 0], ours.out_proj.bias),
-            "a fully masked query gets zero attention, never NaN, in the course's module", needs_training=False)
+out_t, w_t = theirs(
+    query,
+    key,
+    key,
+    attn_mask=(~none_allowed).repeat_interleave(h, dim=0),
+    average_attn_weights=False,
+)
+print(
+    f"ours : weights of that query sum to {w[0, :, 0].sum(-1).tolist()}, output finite: {torch.isfinite(out).all().item()}"
+)
+print(
+    f"torch: NaN in its weights: {torch.isnan(w_t[0, :, 0]).any().item()}, NaN in its output: {torch.isnan(out_t).any().item()}"
+)
+utils.claim(
+    torch.isfinite(out).all() and torch.equal(out[0, 0], ours.out_proj.bias),
+    "a fully masked query gets zero attention, never NaN, in the course's module",
+    needs_training=False,
+)
 
 # %% [markdown]
 # ## 4. What do $h$ heads cost?
@@ -381,26 +433,40 @@ utils.claim(torch.isfinite(out).all() and torch.equal(out[0, 0], ours.out_proj.b
 def mha_flops(L: int, d_model: int, h: int) -> dict:
     """FLOPs of multi-head self-attention on one sequence of L tokens (a multiply-add = 2)."""
     d_k = d_model // h
-    return {"projections": 4 * 2 * L * d_model**2,
-            "scores": h * 2 * L * L * d_k,
-            "weighted sum": h * 2 * L * L * d_k,
-            "softmax": 5 * h * L * L}
+    return {
+        "projections": 4 * 2 * L * d_model**2,
+        "scores": h * 2 * L * L * d_k,
+        "weighted sum": h * 2 * L * L * d_k,
+        "softmax": 5 * h * L * L,
+    }
 
 
 L_cost, D_cost = 128, 64
 print(f"d_model = {D_cost}, L = {L_cost}")
-print(f"{'heads':>5} {'d_k':>4} {'parameters':>11} {'projections':>12} {'scores':>10} {'weighted':>10} {'softmax':>9} {'total MFLOP':>12}")
+print(
+    f"{'heads':>5} {'d_k':>4} {'parameters':>11} {'projections':>12} {'scores':>10} {'weighted':>10} {'softmax':>9} {'total MFLOP':>12}"
+)
 costs = {}
 for n_heads in (1, 2, 4, 8):
     costs[n_heads] = f = mha_flops(L_cost, D_cost, n_heads)
     params = count_parameters(MultiHeadAttention(D_cost, n_heads))
-    print(f"{n_heads:>5} {D_cost // n_heads:>4} {params:>11,} {f['projections']:>12,} {f['scores']:>10,} "
-          f"{f['weighted sum']:>10,} {f['softmax']:>9,} {sum(f.values()) / 1e6:>12.2f}")
-same_params = len({count_parameters(MultiHeadAttention(D_cost, n)) for n in (1, 2, 4, 8)}) == 1
-same_matmuls = len({(f["projections"], f["scores"], f["weighted sum"]) for f in costs.values()}) == 1
+    print(
+        f"{n_heads:>5} {D_cost // n_heads:>4} {params:>11,} {f['projections']:>12,} {f['scores']:>10,} "
+        f"{f['weighted sum']:>10,} {f['softmax']:>9,} {sum(f.values()) / 1e6:>12.2f}"
+    )
+same_params = (
+    len({count_parameters(MultiHeadAttention(D_cost, n)) for n in (1, 2, 4, 8)}) == 1
+)
+same_matmuls = (
+    len({(f["projections"], f["scores"], f["weighted sum"]) for f in costs.values()})
+    == 1
+)
 extra = (sum(costs[8].values()) - sum(costs[1].values())) / sum(costs[1].values())
-utils.claim(same_params and same_matmuls, "h heads have the same parameters and matrix-product FLOPs as one "
-            "full-width head", needs_training=False)
+utils.claim(
+    same_params and same_matmuls,
+    "h heads have the same parameters and matrix-product FLOPs as one full-width head",
+    needs_training=False,
+)
 print(f"8 heads instead of 1: {extra:.1%} more FLOPs, all in the softmax")
 
 # %% [markdown]
@@ -429,14 +495,28 @@ def median_time(fn, repeat: int = 5) -> float:
 x_cost = torch.randn(16, L_cost, D_cost)  # on the CPU, whatever utils.device() is
 timed = {n: MultiHeadAttention(D_cost, n).eval() for n in (1, 2, 4, 8)}
 with torch.no_grad():
-    rounds = [{n: median_time(lambda m=m: m(x_cost, x_cost, x_cost)) for n, m in timed.items()} for _ in range(3)]
-    weight_numbers = {n: m(x_cost, x_cost, x_cost)[1].numel() for n, m in timed.items()}  # (B, h, L, L)
+    rounds = [
+        {
+            n: median_time(lambda m=m: m(x_cost, x_cost, x_cost))
+            for n, m in timed.items()
+        }
+        for _ in range(3)
+    ]
+    # (B, h, L, L)
+    weight_numbers = {n: m(x_cost, x_cost, x_cost)[1].numel() for n, m in timed.items()}
 seconds = {n: sorted(r[n] for r in rounds)[1] for n in timed}
-print(f"{'heads':>5} {'d_k':>4} {'attention weights stored':>25} {'forward time':>13} {'vs 1 head':>10}")
+print(
+    f"{'heads':>5} {'d_k':>4} {'attention weights stored':>25} {'forward time':>13} {'vs 1 head':>10}"
+)
 for n, s in seconds.items():
-    print(f"{n:>5} {D_cost // n:>4} {weight_numbers[n]:>25,} {utils.fmt_time(s):>13} {utils.measured(s / seconds[1], '.1f'):>10}x")
-utils.claim(all(weight_numbers[n] == n * weight_numbers[1] for n in timed),
-            "h heads store h times as many attention weights as one head", needs_training=False)
+    print(
+        f"{n:>5} {D_cost // n:>4} {weight_numbers[n]:>25,} {utils.fmt_time(s):>13} {utils.measured(s / seconds[1], '.1f'):>10}x"
+    )
+utils.claim(
+    all(weight_numbers[n] == n * weight_numbers[1] for n in timed),
+    "h heads store h times as many attention weights as one head",
+    needs_training=False,
+)
 
 # %% [markdown]
 # So the honest statement is: the same parameters and the same matrix-product FLOPs, but $h$ times
@@ -474,11 +554,20 @@ class NeighbourTask:
     """
 
     def __init__(self, num_symbols: int = 16, length: int = 12, offsets=(-1, +1)):
-        self.num_symbols, self.length, self.offsets = num_symbols, length, tuple(offsets)
+        self.num_symbols, self.length, self.offsets = (
+            num_symbols,
+            length,
+            tuple(offsets),
+        )
 
     def sample(self, batch_size: int, generator=None) -> Batch:
-        src = torch.randint(0, self.num_symbols, (batch_size, self.length), generator=generator)
-        tgt = torch.stack([torch.roll(src, -off, dims=1) for off in self.offsets], dim=-1)  # (B, L, K)
+        src = torch.randint(
+            0, self.num_symbols, (batch_size, self.length), generator=generator
+        )
+        # (B, L, K)
+        tgt = torch.stack(
+            [torch.roll(src, -off, dims=1) for off in self.offsets], dim=-1
+        )
         lengths = torch.full((batch_size,), self.length)
         return Batch(src, lengths, tgt, lengths)
 
@@ -493,7 +582,9 @@ class NeighbourNet(nn.Module):
     last call are kept in ``last_weights`` (B, h, L, L).
     """
 
-    def __init__(self, task: NeighbourTask, d_model: int, num_heads: int, attention_class=None):
+    def __init__(
+        self, task: NeighbourTask, d_model: int, num_heads: int, attention_class=None
+    ):
         super().__init__()
         self.V, self.K = task.num_symbols, len(task.offsets)
         self.tok = nn.Embedding(self.V, d_model)
@@ -538,7 +629,15 @@ for n_heads in (2, 1):
     torch.manual_seed(0)
     models[name] = NeighbourNet(task, D_MODEL, n_heads)
     print(f"{name}: {count_parameters(models[name]):,} parameters")
-    histories[name] = train(models[name], task, steps=STEPS, batch_size=BATCH, lr=3e-3, desc=name, loss_fn=neighbour_loss)
+    histories[name] = train(
+        models[name],
+        task,
+        steps=STEPS,
+        batch_size=BATCH,
+        lr=3e-3,
+        desc=name,
+        loss_fn=neighbour_loss,
+    )
 multi, single = models.values()
 MULTI, SINGLE = models
 
@@ -546,16 +645,29 @@ MULTI, SINGLE = models
 accuracies = {name: answer_accuracy(m, task) for name, m in models.items()}
 print(f"{'model':<22} {'left':>7} {'right':>7} {'both':>7}")
 for name, (per_answer, both) in accuracies.items():
-    print(f"{name:<22} {utils.measured(per_answer[0], '.1%'):>8} {utils.measured(per_answer[1], '.1%'):>8} {utils.measured(both, '.1%'):>8}")
-_ = plot_losses(histories, title="Same width, same budget: two heads solve it, one does not")
+    print(
+        f"{name:<22} {utils.measured(per_answer[0], '.1%'):>8} {utils.measured(per_answer[1], '.1%'):>8} {utils.measured(both, '.1%'):>8}"
+    )
+_ = plot_losses(
+    histories, title="Same width, same budget: two heads solve it, one does not"
+)
 
 # %%
 (multi_parts, multi_both), (single_parts, single_both) = accuracies.values()
-utils.claim(multi_both >= 0.98, f"two heads name both neighbours ({utils.measured(multi_both, '.1%')} of positions fully right, >= 98%)")
-utils.claim(single_both <= multi_both - 0.5, f"one head of the same width, trained alike, gets far fewer right "
-            f"({utils.measured(single_both, '.1%')}, at least 50 points lower)")
-utils.claim(single_parts.min() < 0.5, f"the single head fails one of the two alignments ({utils.measured(single_parts.min(), '.1%')} "
-            f"on it, chance is {1 / task.num_symbols:.1%})")
+utils.claim(
+    multi_both >= 0.98,
+    f"two heads name both neighbours ({utils.measured(multi_both, '.1%')} of positions fully right, >= 98%)",
+)
+utils.claim(
+    single_both <= multi_both - 0.5,
+    f"one head of the same width, trained alike, gets far fewer right "
+    f"({utils.measured(single_both, '.1%')}, at least 50 points lower)",
+)
+utils.claim(
+    single_parts.min() < 0.5,
+    f"the single head fails one of the two alignments ({utils.measured(single_parts.min(), '.1%')} "
+    f"on it, chance is {1 / task.num_symbols:.1%})",
+)
 
 # %% [markdown]
 # Why can one head not do it? For query $i$ a head outputs one average
@@ -576,12 +688,25 @@ labels = [f"{i}:{SYMBOLS[s]}" for i, s in enumerate(sample_batch.src[0].tolist()
 with torch.no_grad():
     multi(sample_batch.src)
     single(sample_batch.src)
-panels = [(multi.last_weights[0, i], f"{MULTI}: head {i + 1}") for i in range(2)] + [(single.last_weights[0, 0], SINGLE)]
+panels = [(multi.last_weights[0, i], f"{MULTI}: head {i + 1}") for i in range(2)] + [
+    (single.last_weights[0, 0], SINGLE)
+]
 fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
 for ax, (weights, title) in zip(axes, panels):
-    plot_attention(weights.cpu(), labels, labels, title=title, ax=ax, xlabel="key (position:symbol)",
-                   ylabel="query (position:symbol)", colorbar=ax is axes[-1])
-fig.suptitle("Attention weights of one sequence: each head of the 2-head model follows one diagonal", y=1.02)
+    plot_attention(
+        weights.cpu(),
+        labels,
+        labels,
+        title=title,
+        ax=ax,
+        xlabel="key (position:symbol)",
+        ylabel="query (position:symbol)",
+        colorbar=ax is axes[-1],
+    )
+fig.suptitle(
+    "Attention weights of one sequence: each head of the 2-head model follows one diagonal",
+    y=1.02,
+)
 plt.tight_layout()
 
 # %% [markdown]
@@ -597,18 +722,25 @@ def neighbour_weight(model, n: int = 500, seed: int = 7):
     w = model.last_weights.cpu()  # (n, h, L, L)
     L = w.shape[-1]
     i = torch.arange(L)
-    return torch.stack([w[:, :, i, (i - 1) % L].mean((0, 2)), w[:, :, i, (i + 1) % L].mean((0, 2))], dim=-1)
+    return torch.stack(
+        [w[:, :, i, (i - 1) % L].mean((0, 2)), w[:, :, i, (i + 1) % L].mean((0, 2))],
+        dim=-1,
+    )
 
 
 for name, m in models.items():
     for head, (left, right) in enumerate(neighbour_weight(m).tolist()):
-        print(f"{name}, head {head + 1}: weight on i-1 {utils.measured(left, '.1%')}, on i+1 {utils.measured(right, '.1%')}")
+        print(
+            f"{name}, head {head + 1}: weight on i-1 {utils.measured(left, '.1%')}, on i+1 {utils.measured(right, '.1%')}"
+        )
 nw = neighbour_weight(multi)
 left_head = int(nw[:, 0].argmax())  # the head that follows the left neighbour
 right_head = 1 - left_head
-utils.claim(nw[left_head, 0] > 0.9 and nw[right_head, 1] > 0.9,
-            f"the two heads split the work: head {left_head + 1} puts {utils.measured(nw[left_head, 0], '.0%')} of its weight on i-1, "
-            f"head {right_head + 1} puts {utils.measured(nw[right_head, 1], '.0%')} on i+1")
+utils.claim(
+    nw[left_head, 0] > 0.9 and nw[right_head, 1] > 0.9,
+    f"the two heads split the work: head {left_head + 1} puts {utils.measured(nw[left_head, 0], '.0%')} of its weight on i-1, "
+    f"head {right_head + 1} puts {utils.measured(nw[right_head, 1], '.0%')} on i+1",
+)
 
 # %% [markdown]
 # ### Ablation: switch one head off
@@ -644,16 +776,22 @@ for off in ([], [0], [1]):
 print(f"{MULTI}          left neighbour  right neighbour")
 for off, (left, right) in ablation.items():
     label = "all heads on" if not off else f"head {off[0] + 1} off"
-    print(f"{label:<24} {utils.measured(left, '.1%'):>16} {utils.measured(right, '.1%'):>17}")
+    print(
+        f"{label:<24} {utils.measured(left, '.1%'):>16} {utils.measured(right, '.1%'):>17}"
+    )
 drop_left = ablation[()][0] - ablation[(left_head,)][0]
 drop_right = ablation[()][1] - ablation[(right_head,)][1]
 kept_right, kept_left = ablation[(left_head,)][1], ablation[(right_head,)][0]
-utils.claim(drop_left > 0.7 and kept_right > 0.95,
-            f"switching off head {left_head + 1} costs the left answer {utils.measured(100 * drop_left, '.1f')} points and leaves the "
-            f"right one at {utils.measured(kept_right, '.1%')}")
-utils.claim(drop_right > 0.7 and kept_left > 0.95,
-            f"switching off head {right_head + 1} costs the right answer {utils.measured(100 * drop_right, '.1f')} points and leaves the "
-            f"left one at {utils.measured(kept_left, '.1%')}")
+utils.claim(
+    drop_left > 0.7 and kept_right > 0.95,
+    f"switching off head {left_head + 1} costs the left answer {utils.measured(100 * drop_left, '.1f')} points and leaves the "
+    f"right one at {utils.measured(kept_right, '.1%')}",
+)
+utils.claim(
+    drop_right > 0.7 and kept_left > 0.95,
+    f"switching off head {right_head + 1} costs the right answer {utils.measured(100 * drop_right, '.1f')} points and leaves the "
+    f"left one at {utils.measured(kept_left, '.1%')}",
+)
 
 # %% [markdown]
 # ## 6. The classic bug: a head split without the transpose
@@ -670,30 +808,52 @@ class ViewBugAttention(MultiHeadAttention):
     def forward(self, query, key, value, mask=None):
         B, h = query.shape[0], self.num_heads
 
-        def split(x):  # (B, L, D) -> (B, h, L, d) with the right shape and the wrong content
+        # (B, L, D) -> (B, h, L, d) with the right shape and the wrong content
+        def split(x):
             return x.view(B, h, x.shape[1], x.shape[2] // h)
 
-        q, k, v = split(self.q_proj(query)), split(self.k_proj(key)), split(self.v_proj(value))
-        heads, weights = scaled_dot_product_attention(q, k, v)  # (B, h, Lq, d), (B, h, Lq, Lk); masks left out here
-        return self.out_proj(heads.reshape(B, query.shape[1], -1)), weights  # and the merge undoes it alike
+        q, k, v = (
+            split(self.q_proj(query)),
+            split(self.k_proj(key)),
+            split(self.v_proj(value)),
+        )
+        # (B, h, Lq, d), (B, h, Lq, Lk); masks left out here
+        heads, weights = scaled_dot_product_attention(q, k, v)
+        # and the merge undoes it alike
+        return self.out_proj(heads.reshape(B, query.shape[1], -1)), weights
 
 
 left_task = NeighbourTask(offsets=(-1,))
 easy, easy_histories = {}, {}
-for name, cls in (("correct split", MultiHeadAttention), ("view without transpose", ViewBugAttention)):
+for name, cls in (
+    ("correct split", MultiHeadAttention),
+    ("view without transpose", ViewBugAttention),
+):
     torch.manual_seed(0)
     easy[name] = NeighbourNet(left_task, D_MODEL, 2, attention_class=cls)
-    easy_histories[name] = train(easy[name], left_task, steps=STEPS, batch_size=BATCH, lr=3e-3, desc=name,
-                                 loss_fn=neighbour_loss)
+    easy_histories[name] = train(
+        easy[name],
+        left_task,
+        steps=STEPS,
+        batch_size=BATCH,
+        lr=3e-3,
+        desc=name,
+        loss_fn=neighbour_loss,
+    )
 bug_model = easy["view without transpose"]
 bug_loss = easy_histories["view without transpose"].losses
 bug_acc = answer_accuracy(bug_model, left_task)[1]
 good_acc = answer_accuracy(easy["correct split"], left_task)[1]
-print(f"buggy model: loss {utils.measured(bug_loss[0], '.2f')} -> {utils.measured(easy_histories['view without transpose'].final_loss, '.2f')}, accuracy {utils.measured(bug_acc, '.1%')}"
-      f" (correct split: {utils.measured(good_acc, '.1%')})")
+print(
+    f"buggy model: loss {utils.measured(bug_loss[0], '.2f')} -> {utils.measured(easy_histories['view without transpose'].final_loss, '.2f')}, accuracy {utils.measured(bug_acc, '.1%')}"
+    f" (correct split: {utils.measured(good_acc, '.1%')})"
+)
 _ = plot_losses(easy_histories, title="The buggy model's loss falls too")
-utils.claim(easy_histories["view without transpose"].final_loss < 0.3 * bug_loss[0] and bug_acc > 0.75,
-            f"the buggy model trains: its loss falls by over 70% and it gets {utils.measured(bug_acc, '.1%')} right")
+utils.claim(
+    easy_histories["view without transpose"].final_loss < 0.3 * bug_loss[0]
+    and bug_acc > 0.75,
+    f"the buggy model trains: its loss falls by over 70% and it gets {utils.measured(bug_acc, '.1%')} right",
+)
 
 # %% [markdown]
 # Had we never seen the correct model, over 80% right and a falling loss would look like a model that needs
@@ -707,8 +867,11 @@ diff = (buggy(query, key, key)[0] - theirs(query, key, key)[0]).abs().max().item
 print(f"max |ours - nn.MultiheadAttention| = {utils.measured(diff, '.2f')}")
 verdict = utils.check("05.2", ViewBugAttention)
 print(verdict)
-utils.claim(diff > 0.01 and not verdict and "transpose" in verdict.message,
-            "the equality test with nn.MultiheadAttention catches the missing transpose", needs_training=False)
+utils.claim(
+    diff > 0.01 and not verdict and "transpose" in verdict.message,
+    "the equality test with nn.MultiheadAttention catches the missing transpose",
+    needs_training=False,
+)
 
 # %% [markdown]
 # And it explains that score. With `view(B, h, L, d_k)`, "head 0" is the first $L \cdot d_k$ numbers of
@@ -720,16 +883,32 @@ utils.claim(diff > 0.01 and not verdict and "transpose" in verdict.message,
 # %%
 with torch.no_grad():
     eval_batch = left_task.sample(2000, torch.Generator().manual_seed(123))
-    by_position = (bug_model(eval_batch.src).argmax(-1) == eval_batch.tgt)[..., 0].float().mean(0).cpu()  # (L,)
+    # (L,)
+    by_position = (
+        (bug_model(eval_batch.src).argmax(-1) == eval_batch.tgt)[..., 0]
+        .float()
+        .mean(0)
+        .cpu()
+    )
 fig, ax = plt.subplots(figsize=(7, 3.2))
 ax.bar(range(left_task.length), 100 * by_position.numpy(), color=PALETTE[1])
-ax.set(xlabel="position i", ylabel="accuracy of the left neighbour (%)", ylim=(0, 102),
-       title="The view bug cuts the sequence in two, one half per 'head'", xticks=range(left_task.length))
+ax.set(
+    xlabel="position i",
+    ylabel="accuracy of the left neighbour (%)",
+    ylim=(0, 102),
+    title="The view bug cuts the sequence in two, one half per 'head'",
+    xticks=range(left_task.length),
+)
 cut = [0, left_task.length // 2]
 others = [i for i in range(left_task.length) if i not in cut]
-print("accuracy by position:", " ".join(f"{utils.measured(a, '.0%')}" for a in by_position.tolist()))
-utils.claim(by_position[cut].max() < 0.3 and by_position[others].min() > 0.95,
-            "the buggy model fails exactly at positions 0 and L/2, whose left neighbour is in the other half")
+print(
+    "accuracy by position:",
+    " ".join(f"{utils.measured(a, '.0%')}" for a in by_position.tolist()),
+)
+utils.claim(
+    by_position[cut].max() < 0.3 and by_position[others].min() > 0.95,
+    "the buggy model fails exactly at positions 0 and L/2, whose left neighbour is in the other half",
+)
 
 # %% [markdown]
 # With one head the bug does nothing (`view(B, 1, L, D)` is the correct split), so tests with $h = 1$
@@ -760,26 +939,42 @@ def render(model_name: str, example: int = 0, head: int = 0, enabled=(True, True
     h = model.attn.num_heads
     head = min(head, h - 1)
     off = [i for i in range(h) if not enabled[i]]
-    src, tgt = examples.src[example:example + 1], examples.tgt[example].cpu()
+    src, tgt = examples.src[example : example + 1], examples.tgt[example].cpu()
     with torch.no_grad(), heads_off(model, off):
         pred = model(src).argmax(-1)[0].cpu()  # (L, K)
     with torch.no_grad():
-        model(src)  # the weights with every head on (switching a head off changes its output, not its weights)
+        # the weights with every head on (switching a head off changes its output, not
+        # its weights)
+        model(src)
     labels = [f"{i}:{SYMBOLS[s]}" for i, s in enumerate(src[0].tolist())]
     fig, ax = plt.subplots(figsize=(5.2, 4.4))
     state = "off" if head in off else "on"
-    plot_attention(model.last_weights[0, head].cpu(), labels, labels, ax=ax, xlabel="key (position:symbol)",
-                   ylabel="query (position:symbol)", title=f"{model_name}, head {head + 1} ({state})")
+    plot_attention(
+        model.last_weights[0, head].cpu(),
+        labels,
+        labels,
+        ax=ax,
+        xlabel="key (position:symbol)",
+        ylabel="query (position:symbol)",
+        title=f"{model_name}, head {head + 1} ({state})",
+    )
     rows = []
     for k, side in enumerate(("left ", "right")):
-        cells = [f'<span style="color:{PALETTE[2] if p == t else PALETTE[1]};'
-                 f'{"" if p == t else "text-decoration:underline;font-weight:bold"}">{SYMBOLS[p]}</span>'
-                 for p, t in zip(pred[:, k].tolist(), tgt[:, k].tolist())]
-        rows.append(f"{side} : {' '.join(cells)}   (target {html.escape(task.show(tgt[:, k]))})")
+        cells = [
+            f'<span style="color:{PALETTE[2] if p == t else PALETTE[1]};'
+            f'{"" if p == t else "text-decoration:underline;font-weight:bold"}">{SYMBOLS[p]}</span>'
+            for p, t in zip(pred[:, k].tolist(), tgt[:, k].tolist())
+        ]
+        rows.append(
+            f"{side} : {' '.join(cells)}   (target {html.escape(task.show(tgt[:, k]))})"
+        )
     wrong = int((pred != tgt).sum())
-    text = (f"<pre style='font-size:14px;line-height:1.6'>input : {html.escape(task.show(src[0]))}\n" + "\n".join(rows)
-            + f"</pre><p>heads off: {', '.join(str(i + 1) for i in off) or 'none'} · {wrong} wrong answer"
-            f"{'s' if wrong != 1 else ''} out of {tgt.numel()}</p>")
+    text = (
+        f"<pre style='font-size:14px;line-height:1.6'>input : {html.escape(task.show(src[0]))}\n"
+        + "\n".join(rows)
+        + f"</pre><p>heads off: {', '.join(str(i + 1) for i in off) or 'none'} · {wrong} wrong answer"
+        f"{'s' if wrong != 1 else ''} out of {tgt.numel()}</p>"
+    )
     return fig, text, wrong
 
 
@@ -794,8 +989,12 @@ def show(model_name, example, head, head_1_on, head_2_on):
 explorer = widgets.interactive(
     show,
     model_name=widgets.Dropdown(options=list(models), description="model"),
-    example=widgets.IntSlider(min=0, max=N_EXAMPLES - 1, value=0, description="example"),
-    head=widgets.Dropdown(options=[("head 1", 0), ("head 2", 1)], value=0, description="head"),
+    example=widgets.IntSlider(
+        min=0, max=N_EXAMPLES - 1, value=0, description="example"
+    ),
+    head=widgets.Dropdown(
+        options=[("head 1", 0), ("head 2", 1)], value=0, description="head"
+    ),
     head_1_on=widgets.Checkbox(value=True, description="head 1 on"),
     head_2_on=widgets.Checkbox(value=True, description="head 2 on"),
 )

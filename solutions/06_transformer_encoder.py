@@ -116,14 +116,19 @@ from utils.transformer import FeedForward, copy_into_torch_encoder_layer
 
 # %%
 torch.manual_seed(0)
-layer = transformer.EncoderLayer(d_model=16, num_heads=4, d_ff=32)  # the course's block; you build it in section 4
+# the course's block; you build it in section 4
+layer = transformer.EncoderLayer(d_model=16, num_heads=4, d_ff=32)
 x = torch.randn(1, 6, 16)  # (B, S, D): six tokens, no positions added
 perm = torch.tensor([3, 0, 5, 1, 4, 2])
 out, out_of_shuffled = layer(x), layer(x[:, perm])
 gap = (out[:, perm] - out_of_shuffled).abs().max().item()
 print(f"max |layer(x)[perm] - layer(x[perm])| < 1e-5: {gap < 1e-5}")
-utils.claim(gap < 1e-5, "an encoder layer without positions is permutation-equivariant: shuffling the input "
-            "shuffles the output the same way", needs_training=False)
+utils.claim(
+    gap < 1e-5,
+    "an encoder layer without positions is permutation-equivariant: shuffling the input "
+    "shuffles the output the same way",
+    needs_training=False,
+)
 
 # %% [markdown]
 # So "a b c" and "c b a" give the same vectors, only in another order: any task in which the order
@@ -153,11 +158,13 @@ def sinusoidal_positional_encoding(num_positions: int, d_model: int):
     """
     ### BEGIN SOLUTION
     pos = torch.arange(num_positions, dtype=torch.float32)[:, None]  # (P, 1)
-    two_i = torch.arange(0, d_model, 2, dtype=torch.float32)  # (ceil(D/2),): the even feature indices 2i
+    # (ceil(D/2),): the even feature indices 2i
+    two_i = torch.arange(0, d_model, 2, dtype=torch.float32)
     angles = pos / 10000 ** (two_i / d_model)  # (P, ceil(D/2))
     pe = torch.zeros(num_positions, d_model)
     pe[:, 0::2] = torch.sin(angles)
-    pe[:, 1::2] = torch.cos(angles[:, : d_model // 2])  # for an odd d_model the last sin has no cos partner
+    # for an odd d_model the last sin has no cos partner
+    pe[:, 1::2] = torch.cos(angles[:, : d_model // 2])
     return pe  # (P, D)
     ### END SOLUTION
 
@@ -181,16 +188,27 @@ def pe_figure(position: int = 20, d_model: int = 64, num_positions: int = 64):
     """
     pe = sinusoidal_positional_encoding(num_positions, d_model)  # (P, D)
     dots = pe @ pe[position]  # (P,)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [1.2, 1]})
+    fig, (left, right) = plt.subplots(
+        1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [1.2, 1]}
+    )
     image = left.imshow(pe.numpy(), cmap=HEATMAP, vmin=-1, vmax=1, aspect="auto")
     left.axhline(position, color=PALETTE[1], linewidth=1.5)
-    left.set(xlabel="feature index (even: sin, odd: cos)", ylabel="position",
-             title=f"Sinusoidal encoding, d_model = {d_model}")
+    left.set(
+        xlabel="feature index (even: sin, odd: cos)",
+        ylabel="position",
+        title=f"Sinusoidal encoding, d_model = {d_model}",
+    )
     left.grid(False)
     plt.colorbar(image, ax=left, fraction=0.046, pad=0.04, label="value")
     right.plot(range(num_positions), dots.numpy(), marker=".", color=PALETTE[0])
-    right.axvline(position, color=PALETTE[1], linestyle=":", label=f"position {position}")
-    right.set(xlabel="position p", ylabel=f"PE({position}) · PE(p)", title="Similarity falls with distance")
+    right.axvline(
+        position, color=PALETTE[1], linestyle=":", label=f"position {position}"
+    )
+    right.set(
+        xlabel="position p",
+        ylabel=f"PE({position}) · PE(p)",
+        title="Similarity falls with distance",
+    )
     right.legend()
     fig.tight_layout()
     return fig, dots
@@ -215,19 +233,29 @@ fig, dots = pe_figure(position=20, d_model=64)
 # %%
 def shift_matrix(k: int, d_model: int):
     """R_k (d_model, d_model): block-diagonal rotations with PE(pos + k) = R_k @ PE(pos) for every pos (even d_model)."""
-    omega = 1.0 / 10000 ** (torch.arange(0, d_model, 2, dtype=torch.float64) / d_model)  # (D/2,) frequencies
+    # (D/2,) frequencies
+    omega = 1.0 / 10000 ** (torch.arange(0, d_model, 2, dtype=torch.float64) / d_model)
     c, s = torch.cos(k * omega), torch.sin(k * omega)
     R = torch.zeros(d_model, d_model, dtype=torch.float64)
-    R[0::2, 0::2], R[0::2, 1::2] = torch.diag(c), torch.diag(s)  # new sin = cos(kw) sin + sin(kw) cos
-    R[1::2, 0::2], R[1::2, 1::2] = torch.diag(-s), torch.diag(c)  # new cos = -sin(kw) sin + cos(kw) cos
+    # new sin = cos(kw) sin + sin(kw) cos
+    R[0::2, 0::2], R[0::2, 1::2] = torch.diag(c), torch.diag(s)
+    # new cos = -sin(kw) sin + cos(kw) cos
+    R[1::2, 0::2], R[1::2, 1::2] = torch.diag(-s), torch.diag(c)
     return R
 
 
 pe = sinusoidal_positional_encoding(100, 64).double()  # (100, 64)
 for k in (1, 5, 30):
-    err = (pe[:-k] @ shift_matrix(k, 64).T - pe[k:]).abs().max().item()  # every position at once
-    print(f"k = {k:>2}: max |R_k PE(pos) - PE(pos + k)| over positions 0..{99 - k} < 1e-4: {err < 1e-4}")
-    utils.claim(err < 1e-4, f"PE(pos + {k}) = R_{k} PE(pos), with one matrix for every position", needs_training=False)
+    # every position at once
+    err = (pe[:-k] @ shift_matrix(k, 64).T - pe[k:]).abs().max().item()
+    print(
+        f"k = {k:>2}: max |R_k PE(pos) - PE(pos + k)| over positions 0..{99 - k} < 1e-4: {err < 1e-4}"
+    )
+    utils.claim(
+        err < 1e-4,
+        f"PE(pos + {k}) = R_{k} PE(pos), with one matrix for every position",
+        needs_training=False,
+    )
 
 # %% [markdown]
 # ### Learned positions
@@ -258,7 +286,8 @@ def layer_norm(x, weight, bias, eps: float = 1e-5):
     """
     ### BEGIN SOLUTION
     mean = x.mean(dim=-1, keepdim=True)  # (..., 1)
-    var = ((x - mean) ** 2).mean(dim=-1, keepdim=True)  # (..., 1): biased (divide by D), as nn.LayerNorm
+    # (..., 1): biased (divide by D), as nn.LayerNorm
+    var = ((x - mean) ** 2).mean(dim=-1, keepdim=True)
     return (x - mean) / torch.sqrt(var + eps) * weight + bias
     ### END SOLUTION
 
@@ -270,13 +299,16 @@ utils.check("06.2", layer_norm)
 layer_norm = utils.use("06.2", layer_norm)
 torch.manual_seed(0)
 ln = nn.LayerNorm(32)
-with torch.no_grad():  # non-trivial gamma and beta, so that the comparison tests them too
+# non-trivial gamma and beta, so that the comparison tests them too
+with torch.no_grad():
     ln.weight.uniform_(0.5, 1.5)
     ln.bias.uniform_(-1, 1)
 x = 3 * torch.randn(4, 10, 32) + 2  # (B, S, D)
 gap = (layer_norm(x, ln.weight, ln.bias, ln.eps) - ln(x)).abs().max().item()
 print(f"max |layer_norm - nn.LayerNorm| < 1e-5: {gap < 1e-5}")
-utils.claim(gap < 1e-5, "our layer_norm equals torch.nn.LayerNorm", needs_training=False)
+utils.claim(
+    gap < 1e-5, "our layer_norm equals torch.nn.LayerNorm", needs_training=False
+)
 
 # %% [markdown]
 # ### Why not BatchNorm? Padding, measured
@@ -291,10 +323,13 @@ utils.claim(gap < 1e-5, "our layer_norm equals torch.nn.LayerNorm", needs_traini
 torch.manual_seed(0)
 D = 16
 vocab = Vocab([chr(ord("a") + i) for i in range(10)])
-embed = nn.Embedding(len(vocab), D, padding_idx=PAD)  # the padding embeds to the zero vector
+# the padding embeds to the zero vector
+embed = nn.Embedding(len(vocab), D, padding_idx=PAD)
 with torch.no_grad():
-    embed.weight[3:] += 1.0  # real tokens have a non-zero mean per feature, as trained embeddings do
-batchnorm = nn.BatchNorm1d(D)  # training mode: it normalises with the statistics of the batch
+    # real tokens have a non-zero mean per feature, as trained embeddings do
+    embed.weight[3:] += 1.0
+# training mode: it normalises with the statistics of the batch
+batchnorm = nn.BatchNorm1d(D)
 layernorm = nn.LayerNorm(D)
 ours = torch.tensor(vocab.encode("cafeb"))  # the sequence we follow
 g = torch.Generator().manual_seed(1)
@@ -305,41 +340,74 @@ def normalise_in_batch(norm, rows):
     """Embed the padded batch `rows`, normalise it, and return our sequence's output (row 0), (5, D)."""
     src = nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=PAD)  # (B, S)
     x = embed(src)  # (B, S, D)
-    if isinstance(norm, nn.BatchNorm1d):  # BatchNorm1d wants (B, D, S): statistics per feature over B and S
+    # BatchNorm1d wants (B, D, S): statistics per feature over B and S
+    if isinstance(norm, nn.BatchNorm1d):
         return norm(x.transpose(1, 2)).transpose(1, 2)[0, :5]
     return norm(x)[0, :5]  # LayerNorm: over D, for each position separately
 
 
 with torch.no_grad():
-    alone = {n: normalise_in_batch(norm, [ours] + companions) for n, norm in [("BatchNorm", batchnorm), ("LayerNorm", layernorm)]}
+    alone = {
+        n: normalise_in_batch(norm, [ours] + companions)
+        for n, norm in [("BatchNorm", batchnorm), ("LayerNorm", layernorm)]
+    }
     long_lengths = list(range(5, 61, 5))
     change = {name: [] for name in alone}
     padding_share = []
     for L in long_lengths:
-        rows = [ours] + companions + [torch.randint(3, len(vocab), (L,), generator=torch.Generator().manual_seed(L))]
-        padding_share.append(8 * (L - 5) / (9 * L))  # padded positions / all positions in the batch
+        rows = (
+            [ours]
+            + companions
+            + [
+                torch.randint(
+                    3, len(vocab), (L,), generator=torch.Generator().manual_seed(L)
+                )
+            ]
+        )
+        # padded positions / all positions in the batch
+        padding_share.append(8 * (L - 5) / (9 * L))
         for name, norm in [("BatchNorm", batchnorm), ("LayerNorm", layernorm)]:
-            change[name].append((normalise_in_batch(norm, rows) - alone[name]).abs().max().item())
-    # The batch composition alone, without any padding: other companions of the same length
+            change[name].append(
+                (normalise_in_batch(norm, rows) - alone[name]).abs().max().item()
+            )
+    # The batch composition alone, without any padding: other companions of the same
+    # length
     others = [torch.randint(3, len(vocab), (5,), generator=g) for _ in range(7)]
-    composition = {name: (normalise_in_batch(norm, [ours] + others) - alone[name]).abs().max().item()
-                   for name, norm in [("BatchNorm", batchnorm), ("LayerNorm", layernorm)]}
+    composition = {
+        name: (normalise_in_batch(norm, [ours] + others) - alone[name])
+        .abs()
+        .max()
+        .item()
+        for name, norm in [("BatchNorm", batchnorm), ("LayerNorm", layernorm)]
+    }
 
 fig, ax = plt.subplots(figsize=(7, 3.6))
 for (name, values), marker in zip(change.items(), "os"):
     ax.plot([100 * p for p in padding_share], values, marker=marker, label=name)
-ax.set(xlabel="padding in the batch (% of positions)", ylabel="max change of our sequence's output",
-       title="The same 5 symbols, normalised in different batches")
+ax.set(
+    xlabel="padding in the batch (% of positions)",
+    ylabel="max change of our sequence's output",
+    title="The same 5 symbols, normalised in different batches",
+)
 ax.legend()
 print("max change of the same sequence's output")
-print(f"{'':>12} {'other companions':>17} {'batch ' + str(round(100 * padding_share[-1])) + '% padding':>20}")
+print(
+    f"{'':>12} {'other companions':>17} {'batch ' + str(round(100 * padding_share[-1])) + '% padding':>20}"
+)
 for name in alone:
-    print(f"{name:>12} {utils.measured(composition[name], '.3f'):>18} {utils.measured(change[name][-1], '.3f'):>21}")
-utils.claim(change["BatchNorm"][-1] > 0.5 and composition["BatchNorm"] > 0.05,
-            "BatchNorm's output for the same sequence changes with the padding and with the other sequences",
-            needs_training=False)
-utils.claim(max(change["LayerNorm"]) < 1e-6 and composition["LayerNorm"] < 1e-6,
-            "LayerNorm's output for a sequence does not depend on the batch it is in", needs_training=False)
+    print(
+        f"{name:>12} {utils.measured(composition[name], '.3f'):>18} {utils.measured(change[name][-1], '.3f'):>21}"
+    )
+utils.claim(
+    change["BatchNorm"][-1] > 0.5 and composition["BatchNorm"] > 0.05,
+    "BatchNorm's output for the same sequence changes with the padding and with the other sequences",
+    needs_training=False,
+)
+utils.claim(
+    max(change["LayerNorm"]) < 1e-6 and composition["LayerNorm"] < 1e-6,
+    "LayerNorm's output for a sequence does not depend on the batch it is in",
+    needs_training=False,
+)
 
 # %% [markdown]
 # BatchNorm's statistics are dragged towards the padding's zero vectors: the more padding, the more
@@ -390,7 +458,9 @@ class EncoderLayer(nn.Module):
     detached, in ``last_self_weights`` for the heatmaps.
     """
 
-    def __init__(self, d_model: int, num_heads: int, d_ff: int, norm_first: bool = True):
+    def __init__(
+        self, d_model: int, num_heads: int, d_ff: int, norm_first: bool = True
+    ):
         super().__init__()
         self.self_attn = MultiHeadAttention(d_model, num_heads)
         self.ff = FeedForward(d_model, d_ff)
@@ -407,7 +477,8 @@ class EncoderLayer(nn.Module):
     def forward(self, x, mask=None):
         ### BEGIN SOLUTION
         if self.norm_first:
-            x = x + self._sa(self.norm1(x), mask)  # the residual path carries x itself, never normalised
+            # the residual path carries x itself, never normalised
+            x = x + self._sa(self.norm1(x), mask)
             return x + self.ff(self.norm2(x))
         x = self.norm1(x + self._sa(x, mask))  # post-LN: normalise the sum
         return self.norm2(x + self.ff(x))
@@ -431,11 +502,26 @@ pad = padding_mask(torch.tensor([7, 4, 2]), 7)  # (B, S), True at the real token
 for norm_first in (False, True):
     ours = EncoderLayer(32, 4, 64, norm_first=norm_first)
     theirs = copy_into_torch_encoder_layer(
-        ours, nn.TransformerEncoderLayer(32, 4, 64, dropout=0.0, batch_first=True, norm_first=norm_first))
-    diff = (ours(x, pad[:, None, :]) - theirs(x, src_key_padding_mask=~pad)).abs()[pad].max().item()
-    print(f"norm_first={norm_first!s:<5}: max |ours - nn.TransformerEncoderLayer| at the real tokens < 1e-5: {diff < 1e-5}")
-    utils.claim(diff < 1e-5, f"our block equals nn.TransformerEncoderLayer(norm_first={norm_first}) given the same "
-                "weights", needs_training=False)
+        ours,
+        nn.TransformerEncoderLayer(
+            32, 4, 64, dropout=0.0, batch_first=True, norm_first=norm_first
+        ),
+    )
+    diff = (
+        (ours(x, pad[:, None, :]) - theirs(x, src_key_padding_mask=~pad))
+        .abs()[pad]
+        .max()
+        .item()
+    )
+    print(
+        f"norm_first={norm_first!s:<5}: max |ours - nn.TransformerEncoderLayer| at the real tokens < 1e-5: {diff < 1e-5}"
+    )
+    utils.claim(
+        diff < 1e-5,
+        f"our block equals nn.TransformerEncoderLayer(norm_first={norm_first}) given the same "
+        "weights",
+        needs_training=False,
+    )
 
 # %% [markdown]
 # (Only the real tokens are compared: what a padding *query* computes is never used, and PyTorch's
@@ -453,10 +539,21 @@ for norm_first in (False, True):
 class TransformerEncoder(nn.Module):
     """N encoder blocks, and a final LayerNorm when pre-LN. forward(x (B, S, D), mask) -> (B, S, D)"""
 
-    def __init__(self, d_model: int, num_heads: int, d_ff: int, num_layers: int, norm_first: bool = True):
+    def __init__(
+        self,
+        d_model: int,
+        num_heads: int,
+        d_ff: int,
+        num_layers: int,
+        norm_first: bool = True,
+    ):
         super().__init__()
-        self.layers = nn.ModuleList(EncoderLayer(d_model, num_heads, d_ff, norm_first) for _ in range(num_layers))
-        self.norm = nn.LayerNorm(d_model) if norm_first else None  # post-LN blocks already end with one
+        self.layers = nn.ModuleList(
+            EncoderLayer(d_model, num_heads, d_ff, norm_first)
+            for _ in range(num_layers)
+        )
+        # post-LN blocks already end with one
+        self.norm = nn.LayerNorm(d_model) if norm_first else None
 
     def forward(self, x, mask=None):
         for layer in self.layers:
@@ -472,17 +569,32 @@ class EncoderTagger(nn.Module):
     loop passes it to every model)
     """
 
-    def __init__(self, vocab_size: int, positional=None, d_model: int = 32, num_heads: int = 4, d_ff: int = 64,
-                 num_layers: int = 2, max_len: int = 16, norm_first: bool = True):
+    def __init__(
+        self,
+        vocab_size: int,
+        positional=None,
+        d_model: int = 32,
+        num_heads: int = 4,
+        d_ff: int = 64,
+        num_layers: int = 2,
+        max_len: int = 16,
+        norm_first: bool = True,
+    ):
         super().__init__()
         if positional not in (None, "sinusoidal", "learned"):
-            raise ValueError(f"positional must be None, 'sinusoidal' or 'learned', not {positional!r}")
+            raise ValueError(
+                f"positional must be None, 'sinusoidal' or 'learned', not {positional!r}"
+            )
         self.d_model, self.positional, self.max_len = d_model, positional, max_len
         self.embedding = nn.Embedding(vocab_size, d_model, padding_idx=PAD)
-        nn.init.normal_(self.embedding.weight, std=d_model ** -0.5)  # std 1 after the sqrt(D) scale, like PE
+        # std 1 after the sqrt(D) scale, like PE
+        nn.init.normal_(self.embedding.weight, std=d_model**-0.5)
         if positional == "learned":
-            self.pos_embedding = nn.Embedding(max_len, d_model)  # one trainable row per position 0..max_len-1
-        self.encoder = TransformerEncoder(d_model, num_heads, d_ff, num_layers, norm_first)
+            # one trainable row per position 0..max_len-1
+            self.pos_embedding = nn.Embedding(max_len, d_model)
+        self.encoder = TransformerEncoder(
+            d_model, num_heads, d_ff, num_layers, norm_first
+        )
         self.out = nn.Linear(d_model, vocab_size)
 
     def embed(self, src):
@@ -490,18 +602,23 @@ class EncoderTagger(nn.Module):
         S = src.shape[1]
         x = self.embedding(src) * math.sqrt(self.d_model)  # (B, S, D)
         if self.positional == "sinusoidal":
-            x = x + sinusoidal_positional_encoding(S, self.d_model).to(x.device)  # (S, D), computed for any S
+            # (S, D), computed for any S
+            x = x + sinusoidal_positional_encoding(S, self.d_model).to(x.device)
         elif self.positional == "learned":
             if S > self.max_len:
-                raise ValueError(f"the learned position table has rows for positions 0..{self.max_len - 1} only; "
-                                 f"a sequence of {S} tokens has no embedding for positions {self.max_len}..{S - 1}")
+                raise ValueError(
+                    f"the learned position table has rows for positions 0..{self.max_len - 1} only; "
+                    f"a sequence of {S} tokens has no embedding for positions {self.max_len}..{S - 1}"
+                )
             x = x + self.pos_embedding(torch.arange(S, device=src.device))  # (S, D)
         return x
 
     def encode(self, src, src_lengths):
         """The encoder's output: one vector per token, (B, S, D)."""
-        mask = padding_mask(src_lengths.to(src.device), src.shape[1])  # (B, S), True at the real tokens
-        return self.encoder(self.embed(src), mask[:, None, :])  # (B, 1, S): no query attends to padding
+        # (B, S), True at the real tokens
+        mask = padding_mask(src_lengths.to(src.device), src.shape[1])
+        # (B, 1, S): no query attends to padding
+        return self.encoder(self.embed(src), mask[:, None, :])
 
     def forward(self, src, src_lengths, tgt=None):
         return self.out(self.encode(src, src_lengths))  # (B, S, V)
@@ -528,13 +645,20 @@ class PreviousSymbolTask:
 
     def sample(self, batch_size: int, generator=None, *, length=None) -> Batch:
         if length is None:
-            lengths = torch.randint(self.min_len, self.max_len + 1, (batch_size,), generator=generator)
+            lengths = torch.randint(
+                self.min_len, self.max_len + 1, (batch_size,), generator=generator
+            )
         else:
             lengths = torch.full((batch_size,), length)
         S = int(lengths.max())
         real = torch.arange(S) < lengths[:, None]  # (B, S)
-        src = torch.randint(3, 3 + self.num_symbols, (batch_size, S), generator=generator).masked_fill(~real, PAD)
-        tgt = torch.cat([torch.full((batch_size, 1), SOS), src[:, :-1]], dim=1).masked_fill(~real, PAD)  # shift right
+        src = torch.randint(
+            3, 3 + self.num_symbols, (batch_size, S), generator=generator
+        ).masked_fill(~real, PAD)
+        # shift right
+        tgt = torch.cat(
+            [torch.full((batch_size, 1), SOS), src[:, :-1]], dim=1
+        ).masked_fill(~real, PAD)
         return Batch(src, lengths, tgt, lengths)
 
 
@@ -542,7 +666,12 @@ task = PreviousSymbolTask()
 example = task.sample(2, torch.Generator().manual_seed(0))
 for i in range(2):
     print("input :", " ".join(f"{t:>5}" for t in task.vocab.decode(example.src[i])))
-    print("labels:", " ".join(f"{task.vocab.itos[t]:>5}" for t in example.tgt[i, : example.src_lengths[i]]))
+    print(
+        "labels:",
+        " ".join(
+            f"{task.vocab.itos[t]:>5}" for t in example.tgt[i, : example.src_lengths[i]]
+        ),
+    )
 
 # %% [markdown]
 # ### The best an order-blind model can do
@@ -579,10 +708,15 @@ def tagging_accuracy(model, task, *, length=None, n: int = 300, seed: int = 1234
     batch = task.sample(n, torch.Generator().manual_seed(seed), length=length)
     model.eval()
     device = next(model.parameters()).device
-    pred = model(batch.src.to(device), batch.src_lengths.to(device)).argmax(-1).cpu()  # (n, S)
+    # (n, S)
+    pred = model(batch.src.to(device), batch.src_lengths.to(device)).argmax(-1).cpu()
     real = batch.tgt != PAD
     right = (pred == batch.tgt) & real
-    return right.sum().item() / real.sum().item(), right.sum(0) / real.sum(0).clamp(min=1), batch
+    return (
+        right.sum().item() / real.sum().item(),
+        right.sum(0) / real.sum(0).clamp(min=1),
+        batch,
+    )
 
 
 # %% [markdown]
@@ -599,16 +733,23 @@ def tagging_accuracy(model, task, *, length=None, n: int = 300, seed: int = 1234
 STEPS, BATCH = utils.budget(300, 20), 64
 taggers, histories = {}, {}
 for positional in (None, "sinusoidal", "learned"):
-    name = {None: "no positions", "sinusoidal": "sinusoidal", "learned": "learned"}[positional]
+    name = {None: "no positions", "sinusoidal": "sinusoidal", "learned": "learned"}[
+        positional
+    ]
     torch.manual_seed(0)
     taggers[name] = EncoderTagger(len(task.vocab), positional, max_len=task.max_len)
-    histories[name] = train(taggers[name], task, steps=STEPS, batch_size=BATCH, lr=3e-3, desc=name)
-print(f"{count_parameters(taggers['learned']):,} parameters with the learned table, "
-      f"{count_parameters(taggers['sinusoidal']):,} without")
+    histories[name] = train(
+        taggers[name], task, steps=STEPS, batch_size=BATCH, lr=3e-3, desc=name
+    )
+print(
+    f"{count_parameters(taggers['learned']):,} parameters with the learned table, "
+    f"{count_parameters(taggers['sinusoidal']):,} without"
+)
 
 # %%
 results = {name: tagging_accuracy(model, task) for name, model in taggers.items()}
-eval_batch = results["no positions"][2]  # the same evaluation sequences for every model (same seed)
+# the same evaluation sequences for every model (same seed)
+eval_batch = results["no positions"][2]
 ceiling = order_blind_ceiling(eval_batch)
 print(f"{'positional encoding':<20} {'accuracy, lengths 4-16':>23}")
 for name, (acc, _, _) in results.items():
@@ -618,21 +759,43 @@ print(f"{'order-blind ceiling':<20} {ceiling:>23.1%}")
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
 plot_losses(histories, ax=axes[0], title="Training loss")
 names = list(results)
-bars = axes[1].bar(names, [100 * results[n][0] for n in names], color=PALETTE[: len(names)])
+bars = axes[1].bar(
+    names, [100 * results[n][0] for n in names], color=PALETTE[: len(names)]
+)
 axes[1].bar_label(bars, fmt="%.1f%%")
-axes[1].axhline(100 * ceiling, color="black", linestyle="--", label=f"order-blind ceiling ({ceiling:.1%})")
-axes[1].set(ylabel="accuracy (% of positions)", ylim=(0, 125), title="Which symbol came just before?")
+axes[1].axhline(
+    100 * ceiling,
+    color="black",
+    linestyle="--",
+    label=f"order-blind ceiling ({ceiling:.1%})",
+)
+axes[1].set(
+    ylabel="accuracy (% of positions)",
+    ylim=(0, 125),
+    title="Which symbol came just before?",
+)
 axes[1].legend(loc="upper left")
 fig.tight_layout()
 
 # %%
-acc_none, acc_sin, acc_learned = (results[n][0] for n in ("no positions", "sinusoidal", "learned"))
-utils.claim(acc_none <= ceiling + 0.02, f"without positions the encoder cannot beat the order-blind ceiling "
-            f"({utils.measured(acc_none, '.1%')} vs {ceiling:.1%})")
-utils.claim(acc_none >= ceiling - 0.05, f"and it gets close to it: it learned the best order-blind answer "
-            f"({utils.measured(acc_none, '.1%')}, within 5 points)")
-utils.claim(min(acc_sin, acc_learned) >= 0.97, f"with sinusoidal ({utils.measured(acc_sin, '.1%')}) or learned ({utils.measured(acc_learned, '.1%')}) "
-            "positions the same encoder solves the task")
+acc_none, acc_sin, acc_learned = (
+    results[n][0] for n in ("no positions", "sinusoidal", "learned")
+)
+utils.claim(
+    acc_none <= ceiling + 0.02,
+    f"without positions the encoder cannot beat the order-blind ceiling "
+    f"({utils.measured(acc_none, '.1%')} vs {ceiling:.1%})",
+)
+utils.claim(
+    acc_none >= ceiling - 0.05,
+    f"and it gets close to it: it learned the best order-blind answer "
+    f"({utils.measured(acc_none, '.1%')}, within 5 points)",
+)
+utils.claim(
+    min(acc_sin, acc_learned) >= 0.97,
+    f"with sinusoidal ({utils.measured(acc_sin, '.1%')}) or learned ({utils.measured(acc_learned, '.1%')}) "
+    "positions the same encoder solves the task",
+)
 
 # %% [markdown]
 # ### What did the learned table learn?
@@ -647,25 +810,39 @@ def cosine_similarities(table):
     return unit @ unit.T
 
 
-tables = {"sinusoidal (a formula)": sinusoidal_positional_encoding(task.max_len, 32),
-          "learned (after training)": taggers["learned"].pos_embedding.weight.detach().cpu()}  # (16, 32) each
+tables = {
+    "sinusoidal (a formula)": sinusoidal_positional_encoding(task.max_len, 32),
+    # (16, 32) each
+    "learned (after training)": taggers["learned"].pos_embedding.weight.detach().cpu(),
+}
 fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
 neighbours, distant = {}, {}
 for ax, (name, table) in zip(axes, tables.items()):
     sims = cosine_similarities(table)  # (16, 16)
     neighbours[name] = sims.diagonal(1).mean().item()  # positions p and p + 1
-    distant[name] = sims[torch.ones_like(sims, dtype=torch.bool).triu(5)].mean().item()  # 5 or more apart
+    # 5 or more apart
+    distant[name] = sims[torch.ones_like(sims, dtype=torch.bool).triu(5)].mean().item()
     image = ax.imshow(sims.numpy(), cmap=HEATMAP, vmin=-1, vmax=1)
-    ax.set(xlabel="position", ylabel="position", title=name,
-           xticks=range(0, task.max_len, 3), yticks=range(0, task.max_len, 3))
+    ax.set(
+        xlabel="position",
+        ylabel="position",
+        title=name,
+        xticks=range(0, task.max_len, 3),
+        yticks=range(0, task.max_len, 3),
+    )
     ax.grid(False)
 fig.colorbar(image, ax=axes, fraction=0.03, pad=0.03, label="cosine similarity")
 for name in tables:
-    print(f"{name:<26} neighbours: {neighbours[name]:+.2f}, positions 5+ apart: {distant[name]:+.2f}")
+    print(
+        f"{name:<26} neighbours: {neighbours[name]:+.2f}, positions 5+ apart: {distant[name]:+.2f}"
+    )
 learned = "learned (after training)"
-utils.claim(neighbours["sinusoidal (a formula)"] > 0.8 and abs(neighbours[learned] - distant[learned]) < 0.15,
-            "sinusoidal neighbours are alike by construction; the learned rows of neighbours are no more alike "
-            "than those of distant positions")
+utils.claim(
+    neighbours["sinusoidal (a formula)"] > 0.8
+    and abs(neighbours[learned] - distant[learned]) < 0.15,
+    "sinusoidal neighbours are alike by construction; the learned rows of neighbours are no more alike "
+    "than those of distant positions",
+)
 
 # %% [markdown]
 # The learned rows look like random codes: the task only needs each position to be *distinguishable*,
@@ -692,25 +869,47 @@ except ValueError as err:
 # position:
 
 # %%
-long_results = {name: tagging_accuracy(taggers[name], task, length=LONG) for name in ("sinusoidal", "no positions")}
+long_results = {
+    name: tagging_accuracy(taggers[name], task, length=LONG)
+    for name in ("sinusoidal", "no positions")
+}
 sin_long, sin_by_pos, _ = long_results["sinusoidal"]
-seen, unseen = sin_by_pos[: task.max_len].mean().item(), sin_by_pos[task.max_len:].mean().item()
-print(f"sinusoidal at length {LONG}: {utils.measured(sin_long, '.1%')} overall; positions 0-{task.max_len - 1}: {utils.measured(seen, '.1%')}, "
-      f"positions {task.max_len}-{LONG - 1} (never trained): {utils.measured(unseen, '.1%')}")
-print(f"no positions at length {LONG}: {utils.measured(long_results['no positions'][0], '.1%')} "
-      f"(ceiling {order_blind_ceiling(long_results['no positions'][2]):.1%})")
+seen, unseen = (
+    sin_by_pos[: task.max_len].mean().item(),
+    sin_by_pos[task.max_len :].mean().item(),
+)
+print(
+    f"sinusoidal at length {LONG}: {utils.measured(sin_long, '.1%')} overall; positions 0-{task.max_len - 1}: {utils.measured(seen, '.1%')}, "
+    f"positions {task.max_len}-{LONG - 1} (never trained): {utils.measured(unseen, '.1%')}"
+)
+print(
+    f"no positions at length {LONG}: {utils.measured(long_results['no positions'][0], '.1%')} "
+    f"(ceiling {order_blind_ceiling(long_results['no positions'][2]):.1%})"
+)
 
 fig, ax = plt.subplots(figsize=(7, 3.6))
 for (name, (_, by_pos, _)), marker in zip(long_results.items(), "os"):
     ax.plot(range(LONG), 100 * by_pos.numpy(), marker=marker, label=name)
-ax.axvline(task.max_len - 0.5, color="grey", linestyle=":", label="longest training length")
-ax.set(xlabel="position in a sequence of 24 symbols", ylabel="accuracy (%)", ylim=(0, 105),
-       title="Sinusoidal positions beyond the trained length")
+ax.axvline(
+    task.max_len - 0.5, color="grey", linestyle=":", label="longest training length"
+)
+ax.set(
+    xlabel="position in a sequence of 24 symbols",
+    ylabel="accuracy (%)",
+    ylim=(0, 105),
+    title="Sinusoidal positions beyond the trained length",
+)
 ax.legend()
-utils.claim(sin_long < acc_sin - 0.05, f"sinusoidal positions run at length {LONG} but do not solve it: "
-            f"{utils.measured(sin_long, '.1%')} against {utils.measured(acc_sin, '.1%')} within the trained lengths")
-utils.claim(unseen < seen - 0.2, f"the positions never seen in training do much worse ({utils.measured(unseen, '.1%')}) than the "
-            f"trained ones ({utils.measured(seen, '.1%')})")
+utils.claim(
+    sin_long < acc_sin - 0.05,
+    f"sinusoidal positions run at length {LONG} but do not solve it: "
+    f"{utils.measured(sin_long, '.1%')} against {utils.measured(acc_sin, '.1%')} within the trained lengths",
+)
+utils.claim(
+    unseen < seen - 0.2,
+    f"the positions never seen in training do much worse ({utils.measured(unseen, '.1%')}) than the "
+    f"trained ones ({utils.measured(seen, '.1%')})",
+)
 
 # %% [markdown]
 # Honestly, then: the formula *runs* at any length, but a model trained on at most 16 positions
@@ -733,15 +932,29 @@ deep_histories = {}
 for norm_first in (True, False):
     name = "pre-LN" if norm_first else "post-LN (the paper's)"
     torch.manual_seed(0)
-    deep = EncoderTagger(len(task.vocab), "sinusoidal", num_layers=DEEP, norm_first=norm_first)
-    deep_histories[name] = train(deep, task, steps=DEEP_STEPS, batch_size=BATCH, lr=1e-2, desc=f"{DEEP} blocks, {name}")
+    deep = EncoderTagger(
+        len(task.vocab), "sinusoidal", num_layers=DEEP, norm_first=norm_first
+    )
+    deep_histories[name] = train(
+        deep,
+        task,
+        steps=DEEP_STEPS,
+        batch_size=BATCH,
+        lr=1e-2,
+        desc=f"{DEEP} blocks, {name}",
+    )
 _ = plot_losses(deep_histories, title=f"{DEEP} blocks, lr = 1e-2, no warm-up")
 
 # %%
 pre_loss, post_loss = (h.final_loss for h in deep_histories.values())
-print(f"final loss: pre-LN {utils.measured(pre_loss, '.3f')}, post-LN {utils.measured(post_loss, '.3f')} (chance: ln 11 = {math.log(11):.3f})")
-utils.claim(pre_loss < 0.2 and post_loss > 1.0, "with the same learning rate and no warm-up, the deep pre-LN stack "
-            "trains and the post-LN one does not")
+print(
+    f"final loss: pre-LN {utils.measured(pre_loss, '.3f')}, post-LN {utils.measured(post_loss, '.3f')} (chance: ln 11 = {math.log(11):.3f})"
+)
+utils.claim(
+    pre_loss < 0.2 and post_loss > 1.0,
+    "with the same learning rate and no warm-up, the deep pre-LN stack "
+    "trains and the post-LN one does not",
+)
 
 # %% [markdown]
 # Post-LN is not hopeless: with a smaller learning rate or a warm-up it trains, and when it does it
@@ -767,25 +980,46 @@ input_spread = (inputs - inputs[0]).abs().max().item()
 centred = outputs - outputs.mean(0)
 _, _, V = torch.linalg.svd(centred, full_matrices=False)
 xy = centred @ V[:2].T  # (300, 2): the two main directions of variation
-# How much of the outputs' variance is explained by the previous symbol (between-group / total)?
-group_means = torch.zeros(len(task.vocab), outputs.shape[1]).index_add_(0, before, outputs)  # (V, D) sums
-group_means /= torch.bincount(before, minlength=len(task.vocab)).clamp(min=1)[:, None]  # (V, D) means
-explained = ((group_means[before] - outputs.mean(0)) ** 2).sum() / (centred ** 2).sum()
+# How much of the outputs' variance is explained by the previous symbol (between-group /
+# # total)?
+# (V, D) sums
+group_means = torch.zeros(len(task.vocab), outputs.shape[1]).index_add_(
+    0, before, outputs
+)
+# (V, D) means
+group_means /= torch.bincount(before, minlength=len(task.vocab)).clamp(min=1)[:, None]
+explained = ((group_means[before] - outputs.mean(0)) ** 2).sum() / (centred**2).sum()
 
 fig, ax = plt.subplots(figsize=(6.4, 4.2))
 cmap = plt.get_cmap(HEATMAP, task.num_symbols)
 for s in before.unique().tolist():
     pts = xy[before == s]
     ax.scatter(pts[:, 0], pts[:, 1], s=14, color=cmap(s - 3), label=task.vocab.itos[s])
-ax.set(xlabel="principal direction 1", ylabel="principal direction 2",
-       title="Output vectors of the same 'c' at position 5")
-ax.legend(title="symbol before", ncol=2, fontsize=8, loc="center left", bbox_to_anchor=(1, 0.5))
+ax.set(
+    xlabel="principal direction 1",
+    ylabel="principal direction 2",
+    title="Output vectors of the same 'c' at position 5",
+)
+ax.legend(
+    title="symbol before",
+    ncol=2,
+    fontsize=8,
+    loc="center left",
+    bbox_to_anchor=(1, 0.5),
+)
 fig.tight_layout()
-print(f"input vectors: max difference {input_spread:.1e}; output vectors: "
-      f"{utils.measured(explained, '.1%')} of their variance is explained by the symbol before")
-utils.claim(input_spread == 0, "the 300 input vectors are identical", needs_training=False)
-utils.claim(explained > 0.5, "the output vector of the same token differs with its context, mostly by what the task "
-            "needs (the previous symbol)")
+print(
+    f"input vectors: max difference {input_spread:.1e}; output vectors: "
+    f"{utils.measured(explained, '.1%')} of their variance is explained by the symbol before"
+)
+utils.claim(
+    input_spread == 0, "the 300 input vectors are identical", needs_training=False
+)
+utils.claim(
+    explained > 0.5,
+    "the output vector of the same token differs with its context, mostly by what the task "
+    "needs (the previous symbol)",
+)
 
 # %% [markdown]
 # This is what "contextual" means: the encoder's output at a position is that token *as read in its
@@ -807,7 +1041,9 @@ def show(position, d_model):
 explorer = widgets.interactive(
     show,
     position=widgets.IntSlider(min=0, max=63, value=20, description="position"),
-    d_model=widgets.Dropdown(options=[8, 16, 32, 64, 128], value=64, description="d_model"),
+    d_model=widgets.Dropdown(
+        options=[8, 16, 32, 64, 128], value=64, description="d_model"
+    ),
 )
 explorer
 
@@ -817,9 +1053,14 @@ explorer
 # %%
 fig, dots = pe_figure(10, 32)
 symmetric = max(abs(dots[10 - k] - dots[10 + k]).item() for k in range(1, 11))
-print(f"peak at position {dots.argmax().item()}; max |PE(10)·PE(10-k) - PE(10)·PE(10+k)| for k = 1..10 < 1e-4: {symmetric < 1e-4}")
-utils.claim(dots.argmax().item() == 10 and symmetric < 1e-4,
-            "a position is most similar to itself, and the similarity depends only on the distance", needs_training=False)
+print(
+    f"peak at position {dots.argmax().item()}; max |PE(10)·PE(10-k) - PE(10)·PE(10+k)| for k = 1..10 < 1e-4: {symmetric < 1e-4}"
+)
+utils.claim(
+    dots.argmax().item() == 10 and symmetric < 1e-4,
+    "a position is most similar to itself, and the similarity depends only on the distance",
+    needs_training=False,
+)
 
 # %% [markdown]
 # ## Summary

@@ -96,14 +96,33 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from utils.attention import (MultiHeadAttention, causal_mask, fused_attention, merge_heads, padding_mask,
-                             scaled_dot_product_attention, split_heads)
+from utils.attention import (
+    MultiHeadAttention,
+    causal_mask,
+    fused_attention,
+    merge_heads,
+    padding_mask,
+    scaled_dot_product_attention,
+    split_heads,
+)
 from utils.cost import best_times
 from utils.data import EOS, PAD, SOS, DateTask, SymbolTask
 from utils.plots import PALETTE, plot_accuracy_by_length, plot_attention, plot_losses
 from utils.rnn import AttentionSeq2Seq, BottleneckSeq2Seq
-from utils.training import accuracy_by_length, count_parameters, exact_match, sequence_loss, token_accuracy, train
-from utils.transformer import FeedForward, Transformer, copy_into_torch_decoder_layer, copy_into_torch_transformer
+from utils.training import (
+    accuracy_by_length,
+    count_parameters,
+    exact_match,
+    sequence_loss,
+    token_accuracy,
+    train,
+)
+from utils.transformer import (
+    FeedForward,
+    Transformer,
+    copy_into_torch_decoder_layer,
+    copy_into_torch_transformer,
+)
 
 # %% [markdown]
 # ## 1. The decoder block
@@ -162,7 +181,9 @@ class DecoderLayer(nn.Module):
     (:func:`~utils.attention.fused_attention`: the same function, faster).
     """
 
-    def __init__(self, d_model: int, num_heads: int, d_ff: int, norm_first: bool = True):
+    def __init__(
+        self, d_model: int, num_heads: int, d_ff: int, norm_first: bool = True
+    ):
         super().__init__()
         ### BEGIN SOLUTION
         self.self_attn = MultiHeadAttention(d_model, num_heads)
@@ -176,9 +197,11 @@ class DecoderLayer(nn.Module):
         ### END SOLUTION
 
     def _sa(self, x, mask):
-        if self.training and torch.is_grad_enabled():  # a training step: nobody reads the weights
+        # a training step: nobody reads the weights
+        if self.training and torch.is_grad_enabled():
             self.last_self_weights = None
-            return fused_attention(self.self_attn, x, x, x, mask)  # the same attention, fused: faster
+            # the same attention, fused: faster
+            return fused_attention(self.self_attn, x, x, x, mask)
         out, weights = self.self_attn(x, x, x, mask)
         self.last_self_weights = weights.detach()
         return out
@@ -195,7 +218,8 @@ class DecoderLayer(nn.Module):
         ### BEGIN SOLUTION
         if self.norm_first:
             x = x + self._sa(self.norm1(x), tgt_mask)
-            x = x + self._ca(self.norm2(x), memory, memory_mask)  # memory was normalised by the encoder's final norm
+            # memory was normalised by the encoder's final norm
+            x = x + self._ca(self.norm2(x), memory, memory_mask)
             return x + self.ff(self.norm3(x))
         x = self.norm1(x + self._sa(x, tgt_mask))
         x = self.norm2(x + self._ca(x, memory, memory_mask))
@@ -223,13 +247,21 @@ x, memory = torch.randn(B, T, D), torch.randn(B, S, D)
 src_pad = padding_mask(torch.tensor([9, 5, 2]), S)  # (B, S) True at real source tokens
 for norm_first in (True, False):
     ours = DecoderLayer(D, 4, 64, norm_first=norm_first)
-    theirs = nn.TransformerDecoderLayer(D, 4, 64, dropout=0.0, batch_first=True, norm_first=norm_first)
+    theirs = nn.TransformerDecoderLayer(
+        D, 4, 64, dropout=0.0, batch_first=True, norm_first=norm_first
+    )
     copy_into_torch_decoder_layer(ours, theirs)
-    a = ours(x, memory, causal_mask(T), src_pad[:, None, :])  # our masks: True = may attend
-    b = theirs(x, memory, tgt_mask=~causal_mask(T), memory_key_padding_mask=~src_pad)  # theirs: True = masked
+    # our masks: True = may attend
+    a = ours(x, memory, causal_mask(T), src_pad[:, None, :])
+    # theirs: True = masked
+    b = theirs(x, memory, tgt_mask=~causal_mask(T), memory_key_padding_mask=~src_pad)
     diff = (a - b).abs().max().item()
-    utils.claim(diff < 1e-5, f"our decoder block equals nn.TransformerDecoderLayer (norm_first={norm_first}), "
-                f"max difference < 1e-5", needs_training=False)
+    utils.claim(
+        diff < 1e-5,
+        f"our decoder block equals nn.TransformerDecoderLayer (norm_first={norm_first}), "
+        f"max difference < 1e-5",
+        needs_training=False,
+    )
 
 # %% [markdown]
 # ### The decoder cannot see the future
@@ -245,41 +277,65 @@ def use_your_decoder_block(model):
     """Replace every decoder layer of the course's ``model`` by your DecoderLayer (fresh weights); returns it."""
     old = model.decoder.layers[0]
     model.decoder.layers = nn.ModuleList(
-        DecoderLayer(model.d_model, old.self_attn.num_heads, old.ff.linear1.out_features, old.norm_first)
-        for _ in model.decoder.layers)
+        DecoderLayer(
+            model.d_model,
+            old.self_attn.num_heads,
+            old.ff.linear1.out_features,
+            old.norm_first,
+        )
+        for _ in model.decoder.layers
+    )
     return model
 
 
 torch.manual_seed(0)
-probe = use_your_decoder_block(Transformer(13, d_model=32, num_heads=4, d_ff=64, num_layers=2)).eval()
+probe = use_your_decoder_block(
+    Transformer(13, d_model=32, num_heads=4, d_ff=64, num_layers=2)
+).eval()
 src = torch.randint(3, 13, (1, 6))
 tgt_in = torch.randint(3, 13, (1, 8))  # a decoder input: 8 positions
 with torch.no_grad():
     memory, src_mask = probe.encode(src, torch.tensor([6]))
     base = probe.decode(tgt_in, memory, src_mask)  # (1, 8, V)
-    influence = torch.zeros(8, 8)  # [j, t]: how far output t moves when input token j changes
+    # [j, t]: how far output t moves when input token j changes
+    influence = torch.zeros(8, 8)
     for j in range(8):
         changed = tgt_in.clone()
         changed[0, j] = 3 + (changed[0, j] - 3 + 1) % 10  # another symbol
-        influence[j] = (probe.decode(changed, memory, src_mask) - base).abs().amax(dim=-1)[0]
+        influence[j] = (
+            (probe.decode(changed, memory, src_mask) - base).abs().amax(dim=-1)[0]
+        )
 
 fig, ax = plt.subplots(figsize=(4.6, 3.8))
 image = ax.imshow(influence.numpy(), cmap="viridis")
-ax.set(xlabel="output position t", ylabel="changed input position j",
-       title="Changing token j moves outputs t ≥ j only")
+ax.set(
+    xlabel="output position t",
+    ylabel="changed input position j",
+    title="Changing token j moves outputs t ≥ j only",
+)
 ax.grid(False)
 plt.colorbar(image, ax=ax, label="max |change| in logits")
 plt.tight_layout()
 
 # %%
 later = influence.tril(diagonal=-1)  # [j, t] with j > t: a later input token changed
-print(f"largest change of an output caused by a later input token: {later.max().item():.1e}")
-utils.claim(later.max().item() == 0.0, "changing decoder input t+1 or later leaves output t exactly unchanged",
-            needs_training=False)
+print(
+    f"largest change of an output caused by a later input token: {later.max().item():.1e}"
+)
+utils.claim(
+    later.max().item() == 0.0,
+    "changing decoder input t+1 or later leaves output t exactly unchanged",
+    needs_training=False,
+)
 earlier_or_same = influence[torch.ones(8, 8, dtype=torch.bool).triu()]  # j <= t
-print(f"smallest change of an output caused by an earlier (or the same) input token: {utils.measured(earlier_or_same.min().item(), '.3f')}")
-utils.claim(earlier_or_same.min().item() > 1e-3, "changing decoder input t or an earlier one changes output t",
-            needs_training=False)
+print(
+    f"smallest change of an output caused by an earlier (or the same) input token: {utils.measured(earlier_or_same.min().item(), '.3f')}"
+)
+utils.claim(
+    earlier_or_same.min().item() > 1e-3,
+    "changing decoder input t or an earlier one changes output t",
+    needs_training=False,
+)
 
 # %% [markdown]
 # Only the upper triangle, diagonal included, is non-zero: row $j$ (the changed input) moves
@@ -324,12 +380,16 @@ def teacher_forcing_loss(model, src, src_lengths, tgt):
     """
     ### BEGIN SOLUTION
     memory, src_mask = model.encode(src, src_lengths)  # (B, S, D), (B, S)
-    tgt_in = torch.cat([torch.full_like(tgt[:, :1], SOS), tgt[:, :-1]], dim=1)  # (B, T): SOS y_1 .. y_{T-1}
-    logits = model.decode(tgt_in, memory, src_mask)  # (B, T, V): position t has seen y_<t only
+    # (B, T): SOS y_1 .. y_{T-1}
+    tgt_in = torch.cat([torch.full_like(tgt[:, :1], SOS), tgt[:, :-1]], dim=1)
+    # (B, T, V): position t has seen y_<t only
+    logits = model.decode(tgt_in, memory, src_mask)
     log_probs = logits.log_softmax(dim=-1)  # (B, T, V): log p(. | y_<t, x)
-    nll = -log_probs.gather(-1, tgt[..., None]).squeeze(-1)  # (B, T): -log p(y_t | y_<t, x)
+    # (B, T): -log p(y_t | y_<t, x)
+    nll = -log_probs.gather(-1, tgt[..., None]).squeeze(-1)
     real = tgt != PAD  # (B, T): padding is not a token to predict
-    return (nll * real).sum() / real.sum()  # mean over the real tokens of the whole batch
+    # mean over the real tokens of the whole batch
+    return (nll * real).sum() / real.sum()
     ### END SOLUTION
 
 
@@ -347,13 +407,23 @@ teacher_forcing_loss = utils.use("07.2", teacher_forcing_loss)
 task = SymbolTask("reverse", num_symbols=10, min_len=2, max_len=24)
 batch = task.sample(16, torch.Generator().manual_seed(3))
 by_hand = teacher_forcing_loss(probe, batch.src, batch.src_lengths, batch.tgt)
-logits = probe(batch.src, batch.src_lengths, batch.tgt)  # forward shifts the target right itself
-library = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch.tgt.reshape(-1), ignore_index=PAD)
-print(f"NLL by hand: {utils.measured(by_hand.item(), '.4f')} nats/token, F.cross_entropy: {utils.measured(library.item(), '.4f')} nats/token, "
-      f"padding: {(batch.tgt == PAD).float().mean().item():.0%} of the target")
-utils.claim(abs(by_hand.item() - library.item()) < 1e-5, "the hand-written NLL equals F.cross_entropy(..., ignore_index=PAD)",
-            needs_training=False)
-print(f"an untrained model is close to uniform: ln(V) = ln({len(task.vocab)}) = {math.log(len(task.vocab)):.4f}")
+# forward shifts the target right itself
+logits = probe(batch.src, batch.src_lengths, batch.tgt)
+library = F.cross_entropy(
+    logits.reshape(-1, logits.shape[-1]), batch.tgt.reshape(-1), ignore_index=PAD
+)
+print(
+    f"NLL by hand: {utils.measured(by_hand.item(), '.4f')} nats/token, F.cross_entropy: {utils.measured(library.item(), '.4f')} nats/token, "
+    f"padding: {(batch.tgt == PAD).float().mean().item():.0%} of the target"
+)
+utils.claim(
+    abs(by_hand.item() - library.item()) < 1e-5,
+    "the hand-written NLL equals F.cross_entropy(..., ignore_index=PAD)",
+    needs_training=False,
+)
+print(
+    f"an untrained model is close to uniform: ln(V) = ln({len(task.vocab)}) = {math.log(len(task.vocab)):.4f}"
+)
 
 # %% [markdown]
 # *An aside, label smoothing.* The paper trains against a target that puts $1 - \varepsilon$ on
@@ -383,13 +453,17 @@ def greedy_decode(model, src, src_lengths, max_len: int):
     lesson's model.generate calls this function.
     """
     ### BEGIN SOLUTION
-    memory, src_mask = model.encode(src, src_lengths)  # encode the source once: (B, S, D)
-    ys = torch.full((src.shape[0], 1), SOS, dtype=torch.long, device=src.device)  # (B, 1) decoder input so far
+    # encode the source once: (B, S, D)
+    memory, src_mask = model.encode(src, src_lengths)
+    # (B, 1) decoder input so far
+    ys = torch.full((src.shape[0], 1), SOS, dtype=torch.long, device=src.device)
     finished = torch.zeros(src.shape[0], dtype=torch.bool, device=src.device)
     out = []
     for _ in range(max_len):
-        logits = model.decode(ys, memory, src_mask)  # (B, t+1, V): the whole prefix again, no cache
-        token = logits[:, -1].argmax(dim=-1)  # (B,): only the newest position predicts the next token
+        # (B, t+1, V): the whole prefix again, no cache
+        logits = model.decode(ys, memory, src_mask)
+        # (B,): only the newest position predicts the next token
+        token = logits[:, -1].argmax(dim=-1)
         out.append(torch.where(finished, PAD, token))  # nothing after EOS
         finished |= token == EOS
         if finished.all():
@@ -440,7 +514,15 @@ class Seq2SeqTransformer(Transformer):
 def train_in_two_phases(model, task, steps, *, desc):
     """``train`` at lr 2e-3 for ``steps`` steps, then at 5e-4 for a fifth as many; one History for both."""
     first = train(model, task, steps=steps, batch_size=64, lr=2e-3, desc=desc)
-    second = train(model, task, steps=steps // 5, batch_size=64, lr=5e-4, seed=1, desc=desc + ", lower lr")
+    second = train(
+        model,
+        task,
+        steps=steps // 5,
+        batch_size=64,
+        lr=5e-4,
+        seed=1,
+        desc=desc + ", lower lr",
+    )
     first.losses += second.losses
     first.seconds += second.seconds
     return first
@@ -449,13 +531,23 @@ def train_in_two_phases(model, task, steps, *, desc):
 EVAL_LENGTHS = [4, 8, 12, 16, 20, 24]
 
 torch.manual_seed(0)
-transformer = Seq2SeqTransformer(len(task.vocab), d_model=64, num_heads=4, num_layers=2, d_ff=128)
+transformer = Seq2SeqTransformer(
+    len(task.vocab), d_model=64, num_heads=4, num_layers=2, d_ff=128
+)
 print(f"Transformer: {count_parameters(transformer):,} parameters")
-tf_history = train_in_two_phases(transformer, task, utils.budget(500, 30), desc="Transformer")
+tf_history = train_in_two_phases(
+    transformer, task, utils.budget(500, 30), desc="Transformer"
+)
 results = {"Transformer": accuracy_by_length(transformer, task, EVAL_LENGTHS)}
 tf_acc = [results["Transformer"][n]["token"] for n in EVAL_LENGTHS]
-print("token accuracy by length:", "  ".join(f"{n}: {utils.measured(a, '.1%')}" for n, a in zip(EVAL_LENGTHS, tf_acc)))
-utils.claim(min(tf_acc) >= 0.95, f"the Transformer reverses at every length, 4 to 24 (lowest: {utils.measured(min(tf_acc), '.1%')} >= 95%)")
+print(
+    "token accuracy by length:",
+    "  ".join(f"{n}: {utils.measured(a, '.1%')}" for n, a in zip(EVAL_LENGTHS, tf_acc)),
+)
+utils.claim(
+    min(tf_acc) >= 0.95,
+    f"the Transformer reverses at every length, 4 to 24 (lowest: {utils.measured(min(tf_acc), '.1%')} >= 95%)",
+)
 
 # %% [markdown]
 # ### The three models, side by side
@@ -472,30 +564,55 @@ utils.claim(min(tf_acc) >= 0.95, f"the Transformer reverses at every length, 4 t
 # %%
 histories = {"Transformer": tf_history}
 models = {"Transformer": transformer}
-for name, Model in [("bottleneck LSTM", BottleneckSeq2Seq), ("attention RNN", AttentionSeq2Seq)]:
+for name, Model in [
+    ("bottleneck LSTM", BottleneckSeq2Seq),
+    ("attention RNN", AttentionSeq2Seq),
+]:
     torch.manual_seed(0)
     models[name] = Model(len(task.vocab), emb_dim=32, hidden_dim=64)
-    histories[name] = train(models[name], task, steps=utils.budget(200, 15), batch_size=128, lr=3e-3, desc=name)
+    histories[name] = train(
+        models[name],
+        task,
+        steps=utils.budget(200, 15),
+        batch_size=128,
+        lr=3e-3,
+        desc=name,
+    )
     results[name] = accuracy_by_length(models[name], task, EVAL_LENGTHS)
 
 # %%
 order = ["bottleneck LSTM", "attention RNN", "Transformer"]
 fig, axes = plt.subplots(1, 2, figsize=(11.5, 3.9))
-plot_accuracy_by_length({n: results[n] for n in order}, ax=axes[0], trained_max=24,
-                        title="Reversing: three models, one task")
+plot_accuracy_by_length(
+    {n: results[n] for n in order},
+    ax=axes[0],
+    trained_max=24,
+    title="Reversing: three models, one task",
+)
 plot_losses({n: histories[n] for n in order}, ax=axes[1], title="Training loss")
 plt.tight_layout()
 
 # %% tags=["tolerance-points=25"]
-print(f"{'model':<17} {'parameters':>10} {'steps x batch':>14} {'length 4':>9} {'length 24':>10} {'mean':>7}  training time")
+print(
+    f"{'model':<17} {'parameters':>10} {'steps x batch':>14} {'length 4':>9} {'length 24':>10} {'mean':>7}  training time"
+)
 for n in order:
     acc = [results[n][k]["token"] for k in EVAL_LENGTHS]
     steps_batch = f"{len(histories[n].losses)} x {64 if n == 'Transformer' else 128}"
-    print(f"{n:<17} {count_parameters(models[n]):>10,} {steps_batch:>14} {utils.measured(acc[0], '.1%'):>10} {utils.measured(acc[-1], '.1%'):>11} "
-          f"{utils.measured(sum(acc) / len(acc), '.1%'):>8}  {utils.fmt_time(histories[n].seconds)}")  # time last: its width varies
-tf24, lstm24 = results["Transformer"][24]["token"], results["bottleneck LSTM"][24]["token"]
-utils.claim(tf24 >= lstm24 + 0.3, f"at length 24 the Transformer ({utils.measured(tf24, '.1%')}) beats the bottleneck LSTM ({utils.measured(lstm24, '.1%')}) "
-            "by 30 points or more")
+    print(
+        f"{n:<17} {count_parameters(models[n]):>10,} {steps_batch:>14} {utils.measured(acc[0], '.1%'):>10} {utils.measured(acc[-1], '.1%'):>11} "
+        # time last: its width varies
+        f"{utils.measured(sum(acc) / len(acc), '.1%'):>8}  {utils.fmt_time(histories[n].seconds)}"
+    )
+tf24, lstm24 = (
+    results["Transformer"][24]["token"],
+    results["bottleneck LSTM"][24]["token"],
+)
+utils.claim(
+    tf24 >= lstm24 + 0.3,
+    f"at length 24 the Transformer ({utils.measured(tf24, '.1%')}) beats the bottleneck LSTM ({utils.measured(lstm24, '.1%')}) "
+    "by 30 points or more",
+)
 
 # %% [markdown]
 # The bottleneck LSTM falls with length: everything must pass through its context vector $v$.
@@ -516,17 +633,32 @@ utils.claim(tf24 >= lstm24 + 0.3, f"at length 24 the Transformer ({utils.measure
 # %%
 dates = DateTask()
 torch.manual_seed(0)
-date_model = Seq2SeqTransformer(len(dates.vocab), d_model=64, num_heads=4, num_layers=2, d_ff=128)
-date_history = train_in_two_phases(date_model, dates, utils.budget(350, 20), desc="Transformer, dates")
+date_model = Seq2SeqTransformer(
+    len(dates.vocab), d_model=64, num_heads=4, num_layers=2, d_ff=128
+)
+date_history = train_in_two_phases(
+    date_model, dates, utils.budget(350, 20), desc="Transformer, dates"
+)
 
-held_out = dates.sample(500, torch.Generator().manual_seed(2024))  # dates drawn with another seed
+# dates drawn with another seed
+held_out = dates.sample(500, torch.Generator().manual_seed(2024))
 pred = date_model.generate(held_out.src, held_out.src_lengths, max_len=12)
 date_exact = exact_match(pred, held_out.tgt).mean().item()
 print(f"exact match on 500 unseen dates: {utils.measured(date_exact, '.1%')}")
-utils.claim(date_exact >= 0.97, f"the Transformer normalises unseen dates ({utils.measured(date_exact, '.1%')} exactly right >= 97%)")
+utils.claim(
+    date_exact >= 0.97,
+    f"the Transformer normalises unseen dates ({utils.measured(date_exact, '.1%')} exactly right >= 97%)",
+)
 
-examples = ["3rd of March 1987", "Tue 03/03/87", "December 25, 2019", "1 Jan 01", "Saturday, 29 February 2048",
-            "07.11.1955", "31-Oct-2000"]
+examples = [
+    "3rd of March 1987",
+    "Tue 03/03/87",
+    "December 25, 2019",
+    "1 Jan 01",
+    "Saturday, 29 February 2048",
+    "07.11.1955",
+    "31-Oct-2000",
+]
 src, src_lengths = dates.encode_texts(examples)
 out = date_model.generate(src, src_lengths, max_len=12)
 for text, ids in zip(examples, out):
@@ -540,16 +672,28 @@ for text, ids in zip(examples, out):
 text = "Saturday, 29 February 2048"
 src, src_lengths = dates.encode_texts([text])
 ids = date_model.generate(src, src_lengths, max_len=12)  # (1, L) with EOS
-with torch.no_grad():  # one teacher-forced pass over the generated output fills last_cross_weights
+# one teacher-forced pass over the generated output fills last_cross_weights
+with torch.no_grad():
     memory, src_mask = date_model.encode(src, src_lengths)
-    date_model.decode(torch.cat([torch.full((1, 1), SOS), ids[:, :-1]], dim=1), memory, src_mask)
-src_tokens, out_tokens = list(text), [dates.vocab.itos[i] for i in ids[0].tolist()]  # "<eos>" last
+    date_model.decode(
+        torch.cat([torch.full((1, 1), SOS), ids[:, :-1]], dim=1), memory, src_mask
+    )
+# "<eos>" last
+src_tokens, out_tokens = list(text), [dates.vocab.itos[i] for i in ids[0].tolist()]
 layers = date_model.decoder.layers
 fig, axes = plt.subplots(len(layers), 4, figsize=(16, 3.4 * len(layers)))
 for i, layer in enumerate(layers):
     for h in range(4):
-        plot_attention(layer.last_cross_weights[0, h], src_tokens, out_tokens, ax=axes[i, h], colorbar=False,
-                       title=f"layer {i + 1}, head {h + 1}", xlabel="input character", ylabel="output character")
+        plot_attention(
+            layer.last_cross_weights[0, h],
+            src_tokens,
+            out_tokens,
+            ax=axes[i, h],
+            colorbar=False,
+            title=f"layer {i + 1}, head {h + 1}",
+            xlabel="input character",
+            ylabel="output character",
+        )
 fig.suptitle(f"Cross-attention while writing {dates.show(ids[0])}", fontweight="bold")
 plt.tight_layout()
 
@@ -600,24 +744,40 @@ def greedy_decode_cached(model, src, src_lengths, max_len: int):
     memory, src_mask = model.encode(src, src_lengths)  # (B, S, D), (B, S)
     layers = model.decoder.layers
     if not all(layer.norm_first for layer in layers):
-        raise ValueError("greedy_decode_cached is written for pre-LN layers (norm_first=True)")
+        raise ValueError(
+            "greedy_decode_cached is written for pre-LN layers (norm_first=True)"
+        )
     kv_mask = src_mask[:, None, None, :]  # (B, 1, 1, S): for every head and query
-    cross_kv = [(split_heads(l.cross_attn.k_proj(memory), l.cross_attn.num_heads),  # computed once: (B, h, S, d_k)
-                 split_heads(l.cross_attn.v_proj(memory), l.cross_attn.num_heads)) for l in layers]
-    cache = [None] * len(layers)  # per layer: self-attention keys and values of positions 0..t, (B, h, t+1, d_k)
-    token = torch.full((src.shape[0], 1), SOS, dtype=torch.long, device=src.device)  # (B, 1)
+    # computed once: (B, h, S, d_k)
+    cross_kv = [
+        (
+            split_heads(l.cross_attn.k_proj(memory), l.cross_attn.num_heads),
+            split_heads(l.cross_attn.v_proj(memory), l.cross_attn.num_heads),
+        )
+        for l in layers
+    ]
+    # per layer: self-attention keys and values of positions 0..t, (B, h, t+1, d_k)
+    cache = [None] * len(layers)
+    # (B, 1)
+    token = torch.full((src.shape[0], 1), SOS, dtype=torch.long, device=src.device)
     finished = torch.zeros(src.shape[0], dtype=torch.bool, device=src.device)
     out = []
     for t in range(max_len):
         x = embed_position(model, token, t)  # (B, 1, D): the newest position only
         for i, layer in enumerate(layers):
             h = layer.norm1(x)
-            k = split_heads(layer.self_attn.k_proj(h), layer.self_attn.num_heads)  # (B, h, 1, d_k)
+            # (B, h, 1, d_k)
+            k = split_heads(layer.self_attn.k_proj(h), layer.self_attn.num_heads)
             v = split_heads(layer.self_attn.v_proj(h), layer.self_attn.num_heads)
             if cache[i] is not None:
-                k, v = torch.cat([cache[i][0], k], dim=2), torch.cat([cache[i][1], v], dim=2)  # (B, h, t+1, d_k)
+                # (B, h, t+1, d_k)
+                k, v = (
+                    torch.cat([cache[i][0], k], dim=2),
+                    torch.cat([cache[i][1], v], dim=2),
+                )
             cache[i] = (k, v)
-            x = x + attend(layer.self_attn, h, k, v)  # no mask: the cache holds only positions <= t
+            # no mask: the cache holds only positions <= t
+            x = x + attend(layer.self_attn, h, k, v)
             x = x + attend(layer.cross_attn, layer.norm2(x), *cross_kv[i], kv_mask)
             x = x + layer.ff(layer.norm3(x))
         token = model.out(model.decoder.norm(x)).argmax(dim=-1)  # (B, 1)
@@ -631,18 +791,32 @@ def greedy_decode_cached(model, src, src_lengths, max_len: int):
 def same_tokens(a, b):
     """Equal outputs, up to PAD after the end (a decoder may stop early or run to max_len)."""
     width = max(a.shape[1], b.shape[1])
-    return torch.equal(F.pad(a, (0, width - a.shape[1]), value=PAD), F.pad(b, (0, width - b.shape[1]), value=PAD))
+    return torch.equal(
+        F.pad(a, (0, width - a.shape[1]), value=PAD),
+        F.pad(b, (0, width - b.shape[1]), value=PAD),
+    )
 
 
 same = []
 for n in EVAL_LENGTHS:
     b = task.sample(100, torch.Generator().manual_seed(n), length=n)
-    same.append(same_tokens(greedy_decode_cached(transformer, b.src, b.src_lengths, n + 3),
-                            greedy_decode(transformer, b.src, b.src_lengths, n + 3)))
-same.append(same_tokens(greedy_decode_cached(date_model, held_out.src, held_out.src_lengths, 12), pred))
+    same.append(
+        same_tokens(
+            greedy_decode_cached(transformer, b.src, b.src_lengths, n + 3),
+            greedy_decode(transformer, b.src, b.src_lengths, n + 3),
+        )
+    )
+same.append(
+    same_tokens(
+        greedy_decode_cached(date_model, held_out.src, held_out.src_lengths, 12), pred
+    )
+)
 print(f"identical outputs: {sum(same)} of {len(same)} batches of 100 to 500 sequences")
-utils.claim(all(same), "the key/value cache gives exactly the same tokens as recomputing the prefix",
-            needs_training=False)
+utils.claim(
+    all(same),
+    "the key/value cache gives exactly the same tokens as recomputing the prefix",
+    needs_training=False,
+)
 
 # %% [markdown]
 # And the time, on the reversing model, for outputs of growing length (100 sequences at once,
@@ -660,12 +834,22 @@ speedups = {}
 print(f"{'output length':>13} {'recompute':>11} {'KV cache':>10} {'speed-up':>9}")
 for n in (4, 12, 24):
     b = task.sample(100, torch.Generator().manual_seed(n), length=n)
-    slow, fast = best_times([lambda: greedy_decode(transformer, b.src, b.src_lengths, n + 1),
-                             lambda: greedy_decode_cached(transformer, b.src, b.src_lengths, n + 1)], repeats=5)
+    slow, fast = best_times(
+        [
+            lambda: greedy_decode(transformer, b.src, b.src_lengths, n + 1),
+            lambda: greedy_decode_cached(transformer, b.src, b.src_lengths, n + 1),
+        ],
+        repeats=5,
+    )
     speedups[n] = slow / fast
-    print(f"{n + 1:>13} {utils.fmt_time(slow):>11} {utils.fmt_time(fast):>10} {utils.measured(speedups[n], '.1f'):>9}x")
-utils.claim(min(speedups.values()) > 1.1, "the cache is faster at every output length measured",
-            needs_training=False)
+    print(
+        f"{n + 1:>13} {utils.fmt_time(slow):>11} {utils.fmt_time(fast):>10} {utils.measured(speedups[n], '.1f'):>9}x"
+    )
+utils.claim(
+    min(speedups.values()) > 1.1,
+    "the cache is faster at every output length measured",
+    needs_training=False,
+)
 
 # %% [markdown]
 # ## 7. Try it: your own dates
@@ -685,27 +869,52 @@ def render_date(text: str, step: int = 0):
     if not text:
         return "<p>Type a date, e.g. <code>3rd of March 1987</code>.</p>", None
     if unknown:
-        return (f"<p>The model does not know the character{'s' if len(unknown) > 1 else ''} "
-                f"{html.escape(', '.join(repr(c) for c in unknown))}. It reads digits, the letters of month and day names, "
-                "spaces and <code>- , . /</code>.</p>"), None
+        return (
+            f"<p>The model does not know the character{'s' if len(unknown) > 1 else ''} "
+            f"{html.escape(', '.join(repr(c) for c in unknown))}. It reads digits, the letters of month and day names, "
+            "spaces and <code>- , . /</code>.</p>"
+        ), None
     if len(text) > date_model.max_len:
-        return f"<p>That is {len(text)} characters; the model reads at most {date_model.max_len}.</p>", None
+        return (
+            f"<p>That is {len(text)} characters; the model reads at most {date_model.max_len}.</p>",
+            None,
+        )
     src, src_lengths = dates.encode_texts([text])
     ids = date_model.generate(src, src_lengths, max_len=12)  # (1, L)
-    with torch.no_grad():  # one teacher-forced pass over the output fills every layer's cross-attention
+    # one teacher-forced pass over the output fills every layer's cross-attention
+    with torch.no_grad():
         memory, src_mask = date_model.encode(src, src_lengths)
-        date_model.decode(torch.cat([torch.full((1, 1), SOS), ids[:, :-1]], dim=1), memory, src_mask)
-    tokens = ["<eos>" if i == EOS else dates.vocab.itos[i] for i in ids[0].tolist() if i != PAD]
+        date_model.decode(
+            torch.cat([torch.full((1, 1), SOS), ids[:, :-1]], dim=1), memory, src_mask
+        )
+    tokens = [
+        "<eos>" if i == EOS else dates.vocab.itos[i]
+        for i in ids[0].tolist()
+        if i != PAD
+    ]
     step = max(0, min(int(step), len(tokens) - 1))
-    weights = torch.cat([layer.last_cross_weights[0, :, step] for layer in date_model.decoder.layers])  # (layers*h, S)
-    esc = [html.escape(t) for t in tokens]  # "<eos>" must show as text, not as an HTML tag
-    shown = "".join(f"<b style='background:#E69F00'>{t}</b>" if i == step else
-                    (f"<span>{t}</span>" if i < step else f"<span style='color:#999'>{t}</span>")
-                    for i, t in enumerate(esc))
-    looked_at = ", ".join(html.escape(repr(text[j])) for j in weights.argmax(-1).unique().tolist())
-    page = (f"<pre style='font-size:14px'>input : {html.escape(text)}\noutput: {shown}</pre>"
-            f"<p>step {step + 1} of {len(tokens)}: the model writes <b>{esc[step]}</b>; "
-            f"the heads look most at {looked_at}</p>")
+    # (layers*h, S)
+    weights = torch.cat(
+        [layer.last_cross_weights[0, :, step] for layer in date_model.decoder.layers]
+    )
+    # "<eos>" must show as text, not as an HTML tag
+    esc = [html.escape(t) for t in tokens]
+    shown = "".join(
+        f"<b style='background:#E69F00'>{t}</b>"
+        if i == step
+        else (
+            f"<span>{t}</span>" if i < step else f"<span style='color:#999'>{t}</span>"
+        )
+        for i, t in enumerate(esc)
+    )
+    looked_at = ", ".join(
+        html.escape(repr(text[j])) for j in weights.argmax(-1).unique().tolist()
+    )
+    page = (
+        f"<pre style='font-size:14px'>input : {html.escape(text)}\noutput: {shown}</pre>"
+        f"<p>step {step + 1} of {len(tokens)}: the model writes <b>{esc[step]}</b>; "
+        f"the heads look most at {looked_at}</p>"
+    )
     return page, weights
 
 
@@ -724,8 +933,14 @@ def show(text, step):
     if weights is not None:
         heads = date_model.decoder.layers[0].cross_attn.num_heads
         rows = [f"L{i // heads + 1} H{i % heads + 1}" for i in range(weights.shape[0])]
-        plot_attention(weights, list(text.strip()), rows, title="Cross-attention of this step",
-                       xlabel="input character", ylabel="layer, head")
+        plot_attention(
+            weights,
+            list(text.strip()),
+            rows,
+            title="Cross-attention of this step",
+            xlabel="input character",
+            ylabel="layer, head",
+        )
         plt.show()
 
 
@@ -735,16 +950,23 @@ widgets.interactive(show, text=text_box, step=step_slider)
 # The same view without the widget, and what it says to input it cannot read:
 
 # %%
-# NBVAL_IGNORE_OUTPUT
-# (where a trained model's heads look can change with the CPU: the cell asserts what it shows)
+# NBVAL_IGNORE_OUTPUT (where a trained model's heads look can change with the CPU: the
+# cell asserts what it shows)
 page, weights = render_date("3rd of March 1987", 3)
 display(HTML(page))
 print("attention rows (layers x heads, input characters):", tuple(weights.shape))
-utils.claim(tuple(weights.shape) == (len(date_model.decoder.layers) * date_model.decoder.layers[0].cross_attn.num_heads,
-                                     len("3rd of March 1987"))
-            and torch.allclose(weights.sum(-1), torch.ones(weights.shape[0]), atol=1e-5) and "step 4 of" in page,
-            "render_date shows the step and one row of cross-attention weights (summing to 1) per layer and head",
-            needs_training=False)
+utils.claim(
+    tuple(weights.shape)
+    == (
+        len(date_model.decoder.layers)
+        * date_model.decoder.layers[0].cross_attn.num_heads,
+        len("3rd of March 1987"),
+    )
+    and torch.allclose(weights.sum(-1), torch.ones(weights.shape[0]), atol=1e-5)
+    and "step 4 of" in page,
+    "render_date shows the step and one row of cross-attention weights (summing to 1) per layer and head",
+    needs_training=False,
+)
 
 # %%
 for text in ("March 3 1987 #1", ""):
@@ -760,20 +982,39 @@ for text in ("March 3 1987 #1", ""):
 
 # %%
 b = task.sample(8, torch.Generator().manual_seed(11))
-with warnings.catch_warnings():  # a note that pre-LN layers skip its nested-tensor fast path: irrelevant here
+# a note that pre-LN layers skip its nested-tensor fast path: irrelevant here
+with warnings.catch_warnings():
     warnings.simplefilter("ignore")
-    theirs = nn.Transformer(d_model=64, nhead=4, num_encoder_layers=2, num_decoder_layers=2, dim_feedforward=128,
-                            dropout=0.0, batch_first=True, norm_first=True)
+    theirs = nn.Transformer(
+        d_model=64,
+        nhead=4,
+        num_encoder_layers=2,
+        num_decoder_layers=2,
+        dim_feedforward=128,
+        dropout=0.0,
+        batch_first=True,
+        norm_first=True,
+    )
 copy_into_torch_transformer(transformer, theirs)
 src_pad = padding_mask(b.src_lengths, b.src.shape[1])  # (B, S) True at real tokens
 tgt_in = torch.cat([torch.full_like(b.tgt[:, :1], SOS), b.tgt[:, :-1]], dim=1)
-ours_logits = transformer(b.src, b.src_lengths, b.tgt)  # gradients on: nn.Transformer's eval fast path is off
-their_out = theirs(transformer.embed(b.src), transformer.embed(tgt_in), tgt_mask=~causal_mask(tgt_in.shape[1]),
-                   src_key_padding_mask=~src_pad, memory_key_padding_mask=~src_pad)  # their masks: True = blocked
+# gradients on: nn.Transformer's eval fast path is off
+ours_logits = transformer(b.src, b.src_lengths, b.tgt)
+their_out = theirs(
+    transformer.embed(b.src),
+    transformer.embed(tgt_in),
+    tgt_mask=~causal_mask(tgt_in.shape[1]),
+    # their masks: True = blocked
+    src_key_padding_mask=~src_pad,
+    memory_key_padding_mask=~src_pad,
+)
 their_logits = transformer.out(their_out)
 diff = (ours_logits - their_logits).abs().max().item()
-utils.claim(diff < 1e-4, "our trained Transformer equals nn.Transformer given the same weights (max difference < 1e-4)",
-            needs_training=False)
+utils.claim(
+    diff < 1e-4,
+    "our trained Transformer equals nn.Transformer given the same weights (max difference < 1e-4)",
+    needs_training=False,
+)
 
 # %% [markdown]
 # ## Summary: the course, piece by piece

@@ -101,8 +101,18 @@ import torch.nn.functional as F
 from utils.attention import causal_mask
 from utils.cost import best_times
 from utils.data import TextCorpus
-from utils.gpt import (Block, ablate_heads, attention_weights, bits_per_char, copy_into_torch_encoder_layer, generate,
-                       init_weights, learning_rate, loss_per_position, train_lm)
+from utils.gpt import (
+    Block,
+    ablate_heads,
+    attention_weights,
+    bits_per_char,
+    copy_into_torch_encoder_layer,
+    generate,
+    init_weights,
+    learning_rate,
+    loss_per_position,
+    train_lm,
+)
 from utils.plots import PALETTE, plot_attention
 
 # %% [markdown]
@@ -120,11 +130,19 @@ from utils.plots import PALETTE, plot_attention
 # %%
 corpus = TextCorpus.from_modules()
 V = len(corpus)
-print(f"training:   {len(corpus.train_names)} files, {utils.measured(len(corpus.train) / 1e6, '.2f')} million characters")
-print(f"validation: {len(corpus.val_names)} files, {utils.measured(len(corpus.val) / 1e6, '.2f')} million characters:",
-      ", ".join(corpus.val_names))
-print(f"vocabulary: {utils.measured(V, '.0f')} symbols (<unk> and the training split's characters)")
-print(f"unknown characters in validation: {utils.measured((corpus.val == 0).float().mean().item(), '.3%')}")
+print(
+    f"training:   {len(corpus.train_names)} files, {utils.measured(len(corpus.train) / 1e6, '.2f')} million characters"
+)
+print(
+    f"validation: {len(corpus.val_names)} files, {utils.measured(len(corpus.val) / 1e6, '.2f')} million characters:",
+    ", ".join(corpus.val_names),
+)
+print(
+    f"vocabulary: {utils.measured(V, '.0f')} symbols (<unk> and the training split's characters)"
+)
+print(
+    f"unknown characters in validation: {utils.measured((corpus.val == 0).float().mean().item(), '.3%')}"
+)
 print("\nthe first lines of the training text:\n" + corpus.decode(corpus.train[:180]))
 
 # %% [markdown]
@@ -146,13 +164,20 @@ def ngram_bits(train, val, V, order: int) -> float:
     if order == 1:
         counts = torch.bincount(train, minlength=V).double() + 1  # add-one smoothing
         return -(counts / counts.sum()).log2()[val[1:]].mean().item()
-    pairs = torch.bincount(train[:-1] * V + train[1:], minlength=V * V).double().view(V, V) + 1  # [previous, next]
+    # [previous, next]
+    pairs = (
+        torch.bincount(train[:-1] * V + train[1:], minlength=V * V).double().view(V, V)
+        + 1
+    )
     probs = pairs / pairs.sum(dim=1, keepdim=True)
     return -probs[val[:-1], val[1:]].log2().mean().item()
 
 
-baselines = {"uniform": math.log2(V), "unigram": ngram_bits(corpus.train, corpus.val, V, 1),
-             "bigram": ngram_bits(corpus.train, corpus.val, V, 2)}
+baselines = {
+    "uniform": math.log2(V),
+    "unigram": ngram_bits(corpus.train, corpus.val, V, 1),
+    "bigram": ngram_bits(corpus.train, corpus.val, V, 2),
+}
 for name, bits in baselines.items():
     print(f"{name:>8}: {utils.measured(bits, '.3f')} bits per character")
 
@@ -173,13 +198,25 @@ for name, bits in baselines.items():
 # %%
 torch.manual_seed(1)
 block = Block(32, 4, 64)
-theirs = copy_into_torch_encoder_layer(block, nn.TransformerEncoderLayer(32, 4, 64, dropout=0.0, batch_first=True,
-                                                                         norm_first=True))
+theirs = copy_into_torch_encoder_layer(
+    block,
+    nn.TransformerEncoderLayer(
+        32, 4, 64, dropout=0.0, batch_first=True, norm_first=True
+    ),
+)
 x = torch.randn(3, 10, 32)
-diff = (block(x, causal_mask(10)[None]) - theirs(x, src_mask=~causal_mask(10))).abs().max().item()
+diff = (
+    (block(x, causal_mask(10)[None]) - theirs(x, src_mask=~causal_mask(10)))
+    .abs()
+    .max()
+    .item()
+)
 print(f"max |ours - nn.TransformerEncoderLayer| < 1e-5: {diff < 1e-5}")
-utils.claim(diff < 1e-5, "the GPT block equals nn.TransformerEncoderLayer(norm_first=True) with a causal mask",
-            needs_training=False)
+utils.claim(
+    diff < 1e-5,
+    "the GPT block equals nn.TransformerEncoderLayer(norm_first=True) with a causal mask",
+    needs_training=False,
+)
 
 # %% [markdown]
 # The whole model, as GPT-2 builds it:
@@ -218,25 +255,38 @@ class GPT(nn.Module):
     whose weight *is* ``tok_emb.weight`` (tied); attributes ``block_size`` and ``causal``.
     """
 
-    def __init__(self, vocab_size: int, d_model: int, num_heads: int, num_layers: int, d_ff: int,
-                 block_size: int, causal: bool = True):
+    def __init__(
+        self,
+        vocab_size: int,
+        d_model: int,
+        num_heads: int,
+        num_layers: int,
+        d_ff: int,
+        block_size: int,
+        causal: bool = True,
+    ):
         super().__init__()
         ### BEGIN SOLUTION
         self.block_size, self.causal = block_size, causal
         self.tok_emb = nn.Embedding(vocab_size, d_model)
         self.pos_emb = nn.Embedding(block_size, d_model)
-        self.blocks = nn.ModuleList(Block(d_model, num_heads, d_ff) for _ in range(num_layers))
+        self.blocks = nn.ModuleList(
+            Block(d_model, num_heads, d_ff) for _ in range(num_layers)
+        )
         self.norm = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, vocab_size, bias=False)
-        self.head.weight = self.tok_emb.weight  # tied: one (V, D) matrix reads tokens in and scores them out
+        # tied: one (V, D) matrix reads tokens in and scores them out
+        self.head.weight = self.tok_emb.weight
         self.apply(init_weights)
         ### END SOLUTION
 
     def forward(self, ids):
         ### BEGIN SOLUTION
         T = ids.shape[1]
-        x = self.tok_emb(ids) + self.pos_emb(torch.arange(T, device=ids.device))  # (B, T, D)
-        mask = causal_mask(T, device=ids.device)[None] if self.causal else None  # (1, T, T): True on and below the diagonal
+        # (B, T, D)
+        x = self.tok_emb(ids) + self.pos_emb(torch.arange(T, device=ids.device))
+        # (1, T, T): True on and below the diagonal
+        mask = causal_mask(T, device=ids.device)[None] if self.causal else None
         for block in self.blocks:
             x = block(x, mask)
         return self.head(self.norm(x))  # (B, T, V)
@@ -253,13 +303,18 @@ utils.check("08.3", GPT)
 # %%
 GPT = utils.use("08.3", GPT)
 
-CONFIG = dict(vocab_size=V, d_model=64, num_heads=4, num_layers=2, d_ff=256, block_size=64)
+CONFIG = dict(
+    vocab_size=V, d_model=64, num_heads=4, num_layers=2, d_ff=256, block_size=64
+)
 torch.manual_seed(0)
 model = GPT(**CONFIG)
-n_params = sum(p.numel() for p in model.parameters())  # a tied Parameter is counted once
+# a tied Parameter is counted once
+n_params = sum(p.numel() for p in model.parameters())
 saved = CONFIG["vocab_size"] * CONFIG["d_model"]
-print(f"parameters: {utils.measured(n_params, '.0f')} tied; {utils.measured(n_params + saved, '.0f')} with a separate "
-      f"output layer (tying saves V x D = {utils.measured(saved, '.0f')}, {utils.measured(saved / (n_params + saved), '.0%')})")
+print(
+    f"parameters: {utils.measured(n_params, '.0f')} tied; {utils.measured(n_params + saved, '.0f')} with a separate "
+    f"output layer (tying saves V x D = {utils.measured(saved, '.0f')}, {utils.measured(saved / (n_params + saved), '.0%')})"
+)
 
 # %% [markdown]
 # ## 3. Training: predict the next character
@@ -298,11 +353,20 @@ utils.check("08.1", next_token_loss)
 # %%
 next_token_loss = utils.use("08.1", next_token_loss)
 
-val_windows = corpus.windows("val", CONFIG["block_size"], max_windows=utils.budget(600, 60))  # (N, 64), fixed
+# (N, 64), fixed
+val_windows = corpus.windows(
+    "val", CONFIG["block_size"], max_windows=utils.budget(600, 60)
+)
 with torch.no_grad():
     first = next_token_loss(model(val_windows[:64]), val_windows[:64]).item()
-print(f"untrained: {utils.measured(first, '.3f')} nats per character; ln V = {utils.measured(math.log(V), '.3f')}")
-utils.claim(abs(first - math.log(V)) < 0.3, "an untrained model's loss is close to ln V", needs_training=False)
+print(
+    f"untrained: {utils.measured(first, '.3f')} nats per character; ln V = {utils.measured(math.log(V), '.3f')}"
+)
+utils.claim(
+    abs(first - math.log(V)) < 0.3,
+    "an untrained model's loss is close to ln V",
+    needs_training=False,
+)
 
 # %% [markdown]
 # ### The learning-rate schedule
@@ -315,9 +379,18 @@ utils.claim(abs(first - math.log(V)) < 0.3, "an untrained model's loss is close 
 # %%
 STEPS, LR, WARMUP, BATCH = utils.budget(500, 40), 3e-3, 50, 32
 fig, ax = plt.subplots(figsize=(5.5, 2.6))
-ax.plot([learning_rate(s, STEPS, LR, WARMUP) for s in range(STEPS)], label="warm-up and cosine decay")
-ax.plot([learning_rate(s, STEPS, LR, WARMUP, schedule=False) for s in range(STEPS)], "--", label="constant")
-ax.set(xlabel="training step", ylabel="learning rate", title="Two learning-rate schedules")
+ax.plot(
+    [learning_rate(s, STEPS, LR, WARMUP) for s in range(STEPS)],
+    label="warm-up and cosine decay",
+)
+ax.plot(
+    [learning_rate(s, STEPS, LR, WARMUP, schedule=False) for s in range(STEPS)],
+    "--",
+    label="constant",
+)
+ax.set(
+    xlabel="training step", ylabel="learning rate", title="Two learning-rate schedules"
+)
 ax.legend()
 plt.tight_layout()
 
@@ -331,12 +404,25 @@ def train_batch(generator):
 
 torch.manual_seed(0)
 model = GPT(**CONFIG)
-history = train_lm(model, train_batch, steps=STEPS, lr=LR, warmup=WARMUP, loss_fn=next_token_loss, desc="GPT")
+history = train_lm(
+    model,
+    train_batch,
+    steps=STEPS,
+    lr=LR,
+    warmup=WARMUP,
+    loss_fn=next_token_loss,
+    desc="GPT",
+)
 gpt_bits = bits_per_char(model, val_windows)
-print(f"validation: {utils.measured(gpt_bits, '.3f')} bits per character "
-      f"(bigram {utils.measured(baselines['bigram'], '.3f')}, unigram {utils.measured(baselines['unigram'], '.3f')})")
-utils.claim(gpt_bits < baselines["bigram"] - 0.5,
-            "the GPT beats the bigram baseline by more than 0.5 bits per character (and so the unigram)", budget=STEPS)
+print(
+    f"validation: {utils.measured(gpt_bits, '.3f')} bits per character "
+    f"(bigram {utils.measured(baselines['bigram'], '.3f')}, unigram {utils.measured(baselines['unigram'], '.3f')})"
+)
+utils.claim(
+    gpt_bits < baselines["bigram"] - 0.5,
+    "the GPT beats the bigram baseline by more than 0.5 bits per character (and so the unigram)",
+    budget=STEPS,
+)
 
 # %% [markdown]
 # Did the schedule matter? The same model, the same batches, a constant learning rate:
@@ -344,14 +430,25 @@ utils.claim(gpt_bits < baselines["bigram"] - 0.5,
 # %%
 torch.manual_seed(0)
 constant = GPT(**CONFIG)
-history_constant = train_lm(constant, train_batch, steps=STEPS, lr=LR, schedule=False, loss_fn=next_token_loss,
-                            desc="GPT, constant learning rate")
+history_constant = train_lm(
+    constant,
+    train_batch,
+    steps=STEPS,
+    lr=LR,
+    schedule=False,
+    loss_fn=next_token_loss,
+    desc="GPT, constant learning rate",
+)
 constant_bits = bits_per_char(constant, val_windows)
-print(f"validation bits per character: warm-up and decay {utils.measured(gpt_bits, '.3f')}, "
-      f"constant {utils.measured(constant_bits, '.3f')}")
-utils.claim(abs(gpt_bits - constant_bits) < 0.15,
-            "at this size and budget the schedule changes the validation loss by less than 0.15 bits per character",
-            budget=STEPS)
+print(
+    f"validation bits per character: warm-up and decay {utils.measured(gpt_bits, '.3f')}, "
+    f"constant {utils.measured(constant_bits, '.3f')}"
+)
+utils.claim(
+    abs(gpt_bits - constant_bits) < 0.15,
+    "at this size and budget the schedule changes the validation loss by less than 0.15 bits per character",
+    budget=STEPS,
+)
 
 # %% [markdown]
 # An honest null result: for a model this small and shallow, trained this briefly, with pre-LN
@@ -370,13 +467,27 @@ utils.claim(abs(gpt_bits - constant_bits) < 0.15,
 NO_MASK_STEPS = utils.budget(400, 20)
 torch.manual_seed(0)
 peeking = GPT(**CONFIG, causal=False)
-history_peeking = train_lm(peeking, train_batch, steps=NO_MASK_STEPS, lr=LR, schedule=False, loss_fn=next_token_loss,
-                           desc="GPT without the causal mask")  # a constant rate: no decay to slow the collapse
-masked_then = sum(history.losses[NO_MASK_STEPS - 20:NO_MASK_STEPS]) / 20  # the masked model after as many steps
-print(f"training loss after {NO_MASK_STEPS} steps: without the mask {utils.measured(history_peeking.final_loss, '.3f')}, "
-      f"with it {utils.measured(masked_then, '.3f')} nats per character")
-utils.claim(history_peeking.final_loss < masked_then / 2,
-            "without the mask the training loss collapses far below the masked model's (less than half)", budget=NO_MASK_STEPS)
+history_peeking = train_lm(
+    peeking,
+    train_batch,
+    steps=NO_MASK_STEPS,
+    lr=LR,
+    schedule=False,
+    loss_fn=next_token_loss,
+    # a constant rate: no decay to slow the collapse
+    desc="GPT without the causal mask",
+)
+# the masked model after as many steps
+masked_then = sum(history.losses[NO_MASK_STEPS - 20 : NO_MASK_STEPS]) / 20
+print(
+    f"training loss after {NO_MASK_STEPS} steps: without the mask {utils.measured(history_peeking.final_loss, '.3f')}, "
+    f"with it {utils.measured(masked_then, '.3f')} nats per character"
+)
+utils.claim(
+    history_peeking.final_loss < masked_then / 2,
+    "without the mask the training loss collapses far below the masked model's (less than half)",
+    budget=NO_MASK_STEPS,
+)
 
 # %% [markdown]
 # Look at the curves: for a few hundred steps the unmasked model learns like the masked one, then
@@ -386,27 +497,44 @@ utils.claim(history_peeking.final_loss < masked_then / 2,
 
 # %%
 fig, ax = plt.subplots(figsize=(6.4, 3.4))
-for name, h in {"causal mask, warm-up and decay": history, "causal mask, constant rate": history_constant,
-                "no mask": history_peeking}.items():
+for name, h in {
+    "causal mask, warm-up and decay": history,
+    "causal mask, constant rate": history_constant,
+    "no mask": history_peeking,
+}.items():
     k = 20
-    smooth = [sum(h.losses[i:i + k]) / k for i in range(len(h.losses) - k + 1)]
+    smooth = [sum(h.losses[i : i + k]) / k for i in range(len(h.losses) - k + 1)]
     ax.plot(range(k, len(h.losses) + 1), smooth, label=name)
-ax.set(xlabel="training step", ylabel="training loss (nats per character)", yscale="log",
-       title="Training loss, moving average over 20 steps")
+ax.set(
+    xlabel="training step",
+    ylabel="training loss (nats per character)",
+    yscale="log",
+    title="Training loss, moving average over 20 steps",
+)
 ax.legend()
 plt.tight_layout()
 
 # %%
-probe_windows = val_windows[:utils.budget(64, 8)]
+probe_windows = val_windows[: utils.budget(64, 8)]
 T_probe = probe_windows.shape[1]
-ahead = attention_weights(peeking, probe_windows)[..., torch.arange(T_probe - 1), torch.arange(1, T_probe)]
+ahead = attention_weights(peeking, probe_windows)[
+    ..., torch.arange(T_probe - 1), torch.arange(1, T_probe)
+]
 on_next = ahead.mean(dim=(1, 3))  # (layers, h): each head's mean weight on position t+1
 for l in range(len(on_next)):
-    print(f"without the mask, layer {l + 1}: mean weight on position t+1, per head: "
-          + " ".join(utils.measured(w, ".2f") for w in on_next[l].tolist()))
-print(f"(spread evenly over the {T_probe} positions, a head would put 1/{T_probe} = {1 / T_probe:.3f} there)")
-utils.claim(on_next.max() > 0.5, "without the mask, a head learns to attend to position t+1: more than half of its "
-            "weight goes there", budget=NO_MASK_STEPS)
+    print(
+        f"without the mask, layer {l + 1}: mean weight on position t+1, per head: "
+        + " ".join(utils.measured(w, ".2f") for w in on_next[l].tolist())
+    )
+print(
+    f"(spread evenly over the {T_probe} positions, a head would put 1/{T_probe} = {1 / T_probe:.3f} there)"
+)
+utils.claim(
+    on_next.max() > 0.5,
+    "without the mask, a head learns to attend to position t+1: more than half of its "
+    "weight goes there",
+    budget=NO_MASK_STEPS,
+)
 
 # %% [markdown]
 # A wonderful training loss, and a useless model. When it generates, the next character does not
@@ -425,24 +553,46 @@ def bits_when_generating(model, windows):
     return total / (windows.shape[1] - 1) / math.log(2)
 
 
-peeking_bits, masked_bits = bits_when_generating(peeking, probe_windows), bits_when_generating(model, probe_windows)
-print(f"bits per character from the past only: without the mask {utils.measured(peeking_bits, '.2f')}, "
-      f"with it {utils.measured(masked_bits, '.2f')}; unigram baseline {utils.measured(baselines['unigram'], '.2f')}")
-utils.claim(peeking_bits > masked_bits + 1.0,
-            "from the past alone, as in generation, the unmasked model is far worse than the masked one (by more than 1 bit)",
-            budget=NO_MASK_STEPS)
-at_once = bits_per_char(model, probe_windows)  # every position in one pass, as in training
-print(f"the masked model on the same windows, all positions in one pass: {utils.measured(at_once, '.2f')} bits per "
-      f"character; from the past only, position by position: {utils.measured(masked_bits, '.2f')}; they differ by "
-      f"less than 1e-4: {abs(at_once - masked_bits) < 1e-4}")
-utils.claim(abs(at_once - masked_bits) < 1e-4, "for the masked model, predicting from the past alone gives exactly what "
-            "one pass over the whole window gives (up to float error)", needs_training=False)
+peeking_bits, masked_bits = (
+    bits_when_generating(peeking, probe_windows),
+    bits_when_generating(model, probe_windows),
+)
+print(
+    f"bits per character from the past only: without the mask {utils.measured(peeking_bits, '.2f')}, "
+    f"with it {utils.measured(masked_bits, '.2f')}; unigram baseline {utils.measured(baselines['unigram'], '.2f')}"
+)
+utils.claim(
+    peeking_bits > masked_bits + 1.0,
+    "from the past alone, as in generation, the unmasked model is far worse than the masked one (by more than 1 bit)",
+    budget=NO_MASK_STEPS,
+)
+# every position in one pass, as in training
+at_once = bits_per_char(model, probe_windows)
+print(
+    f"the masked model on the same windows, all positions in one pass: {utils.measured(at_once, '.2f')} bits per "
+    f"character; from the past only, position by position: {utils.measured(masked_bits, '.2f')}; they differ by "
+    f"less than 1e-4: {abs(at_once - masked_bits) < 1e-4}"
+)
+utils.claim(
+    abs(at_once - masked_bits) < 1e-4,
+    "for the masked model, predicting from the past alone gives exactly what "
+    "one pass over the whole window gives (up to float error)",
+    needs_training=False,
+)
 
 # %%
 # NBVAL_IGNORE_OUTPUT
 def sampled(m, seed=0):
-    return corpus.decode(generate(m, corpus.encode("def ")[None], 60, temperature=0.8, top_k=10,
-                                  generator=torch.Generator().manual_seed(seed))[0])
+    return corpus.decode(
+        generate(
+            m,
+            corpus.encode("def ")[None],
+            60,
+            temperature=0.8,
+            top_k=10,
+            generator=torch.Generator().manual_seed(seed),
+        )[0]
+    )
 
 
 def judged_bits(text):
@@ -453,13 +603,18 @@ def judged_bits(text):
 
 
 peek_text, own_text = sampled(peeking), sampled(model)
-print(f"the unmasked model writes:\n{peek_text}\n\nthe masked model writes:\n{own_text}")
-# judged over 8 samples each, not one: a single sample of a model at its phase change is too much a matter of luck
+print(
+    f"the unmasked model writes:\n{peek_text}\n\nthe masked model writes:\n{own_text}"
+)
+# judged over 8 samples each, not one: a single sample of a model at its phase change is
+# too much a matter of luck
 peek_judged = sum(judged_bits(sampled(peeking, seed)) for seed in range(8)) / 8
 own_judged = sum(judged_bits(sampled(model, seed)) for seed in range(8)) / 8
-utils.claim(peek_judged > own_judged + 0.3,
-            "the masked model finds the unmasked model's texts far less likely than its own (by more than 0.3 bits per character)",
-            budget=NO_MASK_STEPS)
+utils.claim(
+    peek_judged > own_judged + 0.3,
+    "the masked model finds the unmasked model's texts far less likely than its own (by more than 0.3 bits per character)",
+    budget=NO_MASK_STEPS,
+)
 
 # %% [markdown]
 # (For the masked model the two measurements agree up to float error, as printed above: a causal
@@ -480,7 +635,9 @@ utils.claim(peek_judged > own_judged + 0.3,
 # Draw with `generator` (a `torch.Generator`) and nothing else, so that a seed reproduces a text.
 
 # %%
-def sample_next(logits, temperature: float = 1.0, top_k: int | None = None, generator=None):
+def sample_next(
+    logits, temperature: float = 1.0, top_k: int | None = None, generator=None
+):
     """Draw the next token of each row: logits (B, V) -> (B,) int64.
 
     ``temperature == 0`` is greedy (argmax); otherwise the token is drawn from softmax(logits /
@@ -492,8 +649,10 @@ def sample_next(logits, temperature: float = 1.0, top_k: int | None = None, gene
         return logits.argmax(dim=-1)
     logits = logits / temperature  # < 1 sharpens the distribution, > 1 flattens it
     if top_k is not None:
-        kth = logits.topk(min(top_k, logits.shape[-1]), dim=-1).values[..., -1:]  # (B, 1): the k-th largest
-        logits = logits.masked_fill(logits < kth, float("-inf"))  # the others get probability 0
+        # (B, 1): the k-th largest
+        kth = logits.topk(min(top_k, logits.shape[-1]), dim=-1).values[..., -1:]
+        # the others get probability 0
+        logits = logits.masked_fill(logits < kth, float("-inf"))
     probs = logits.softmax(dim=-1)  # (B, V), renormalised over what is left
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
     ### END SOLUTION
@@ -520,9 +679,18 @@ greedy_texts = []
 for prompt in ("def ", "class ", "import "):
     greedy_texts.append(continue_text(prompt, temperature=0))
     print(f"--- greedy from {prompt!r}\n{greedy_texts[-1]}")
-    print(f"--- temperature 0.8, top-k 10\n{continue_text(prompt, temperature=0.8, top_k=10, generator=torch.Generator().manual_seed(0))}\n")
-repeats = [len(set(t[i:i + 8] for i in range(len(t) - 8))) / (len(t) - 8) for t in greedy_texts]
-utils.claim(min(repeats) < 0.9, "greedy text repeats itself: some 8-character piece comes back", budget=STEPS)
+    print(
+        f"--- temperature 0.8, top-k 10\n{continue_text(prompt, temperature=0.8, top_k=10, generator=torch.Generator().manual_seed(0))}\n"
+    )
+repeats = [
+    len(set(t[i : i + 8] for i in range(len(t) - 8))) / (len(t) - 8)
+    for t in greedy_texts
+]
+utils.claim(
+    min(repeats) < 0.9,
+    "greedy text repeats itself: some 8-character piece comes back",
+    budget=STEPS,
+)
 
 # %% [markdown]
 # ### Temperature trades diversity for likelihood, measured
@@ -536,12 +704,25 @@ utils.claim(min(repeats) < 0.9, "greedy text repeats itself: some 8-character pi
 # %%
 def diversity_and_likelihood(temperature, n=16, length=60, seed=0):
     prompt = corpus.encode("def ")[None].repeat(n, 1)
-    ids, _ = generate(model, prompt, length, temperature=temperature, generator=torch.Generator().manual_seed(seed),
-                      sample=sample_next, return_logits=True)
-    new = ids[:, prompt.shape[1]:]  # (n, length)
+    ids, _ = generate(
+        model,
+        prompt,
+        length,
+        temperature=temperature,
+        generator=torch.Generator().manual_seed(seed),
+        sample=sample_next,
+        return_logits=True,
+    )
+    new = ids[:, prompt.shape[1] :]  # (n, length)
     with torch.no_grad():
-        logp = model(ids)[:, prompt.shape[1] - 1:-1].log_softmax(-1).gather(-1, new[..., None]).mean().item()
-    grams = [tuple(row[i:i + 4]) for row in new.tolist() for i in range(length - 3)]
+        logp = (
+            model(ids)[:, prompt.shape[1] - 1 : -1]
+            .log_softmax(-1)
+            .gather(-1, new[..., None])
+            .mean()
+            .item()
+        )
+    grams = [tuple(row[i : i + 4]) for row in new.tolist() for i in range(length - 3)]
     return len(set(grams)) / len(grams), logp / math.log(2)
 
 
@@ -550,9 +731,18 @@ measured_t = {t: diversity_and_likelihood(t) for t in temperatures}
 print(f"{'temperature':>11} {'distinct 4-grams':>17} {'log2-likelihood per char':>25}")
 for t, (div, ll) in measured_t.items():
     print(f"{t:>11} {utils.measured(div, '.2f'):>17} {utils.measured(ll, '.2f'):>25}")
-divs, lls = [measured_t[t][0] for t in temperatures], [measured_t[t][1] for t in temperatures]
-utils.claim(divs[0] < divs[1] < divs[2], "diversity grows with the temperature", budget=STEPS)
-utils.claim(lls[0] > lls[1] > lls[2], "the model's own likelihood of its text falls as the temperature grows", budget=STEPS)
+divs, lls = (
+    [measured_t[t][0] for t in temperatures],
+    [measured_t[t][1] for t in temperatures],
+)
+utils.claim(
+    divs[0] < divs[1] < divs[2], "diversity grows with the temperature", budget=STEPS
+)
+utils.claim(
+    lls[0] > lls[1] > lls[2],
+    "the model's own likelihood of its text falls as the temperature grows",
+    budget=STEPS,
+)
 
 # %% [markdown]
 # ## 6. The key/value cache, decoder-only
@@ -565,14 +755,26 @@ utils.claim(lls[0] > lls[1] > lls[2], "the model's own likelihood of its text fa
 
 # %%
 prompts = corpus.encode("import ")[None].repeat(8, 1)
-n_new = CONFIG["block_size"] - prompts.shape[1]  # the cache holds at most block_size positions
+# the cache holds at most block_size positions
+n_new = CONFIG["block_size"] - prompts.shape[1]
 same = []
 for kw in ({"temperature": 0}, {"temperature": 1.0, "top_k": 20}):
-    a = generate(model, prompts, n_new, generator=torch.Generator().manual_seed(1), **kw)
-    b = generate(model, prompts, n_new, generator=torch.Generator().manual_seed(1), use_cache=True, **kw)
+    a = generate(
+        model, prompts, n_new, generator=torch.Generator().manual_seed(1), **kw
+    )
+    b = generate(
+        model,
+        prompts,
+        n_new,
+        generator=torch.Generator().manual_seed(1),
+        use_cache=True,
+        **kw,
+    )
     same.append(torch.equal(a, b))
 print("the same tokens with and without the cache (greedy, sampled):", same)
-utils.claim(all(same), "the key/value cache gives exactly the same tokens", needs_training=False)
+utils.claim(
+    all(same), "the key/value cache gives exactly the same tokens", needs_training=False
+)
 
 # %% [markdown]
 # And faster: without the cache step $t$ redoes the work of all $t$ positions (the best of five
@@ -581,11 +783,20 @@ utils.claim(all(same), "the key/value cache gives exactly the same tokens", need
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-slow, fast = best_times([lambda: generate(model, prompts, n_new, temperature=0),
-                         lambda: generate(model, prompts, n_new, temperature=0, use_cache=True)], repeats=5)
-print(f"{n_new} new characters for 8 prompts: recompute {utils.fmt_time(slow)}, cache {utils.fmt_time(fast)}, "
-      f"speed-up {utils.measured(slow / fast, '.1f')}x")
-utils.claim(slow / fast > 1.2, "the cache is faster (at least 1.2x here)", needs_training=False)
+slow, fast = best_times(
+    [
+        lambda: generate(model, prompts, n_new, temperature=0),
+        lambda: generate(model, prompts, n_new, temperature=0, use_cache=True),
+    ],
+    repeats=5,
+)
+print(
+    f"{n_new} new characters for 8 prompts: recompute {utils.fmt_time(slow)}, cache {utils.fmt_time(fast)}, "
+    f"speed-up {utils.measured(slow / fast, '.1f')}x"
+)
+utils.claim(
+    slow / fast > 1.2, "the cache is faster (at least 1.2x here)", needs_training=False
+)
 
 # %% [markdown]
 # ## 7. Inside a smaller model: induction heads
@@ -612,27 +823,36 @@ utils.claim(slow / fast > 1.2, "the cache is faster (at least 1.2x here)", needs
 # the token before it occurred exactly once before, and what followed it then follows it now.
 
 # %%
-IND_V, IND_T, IND_FOLLOW = 24, 32, 0.8  # tokens, sequence length, how often a sequence follows its rule
+# tokens, sequence length, how often a sequence follows its rule
+IND_V, IND_T, IND_FOLLOW = 24, 32, 0.8
 
 
 def rule_following_tokens(n, generator):
     """(n, IND_T) tokens; each sequence has its own random successor of every token, which comes next with probability IND_FOLLOW."""
-    rule = torch.randint(0, IND_V, (n, IND_V), generator=generator)  # rule[i, a]: what follows a in sequence i
-    follows = torch.rand(n, IND_T, generator=generator) < IND_FOLLOW  # (n, T): where the rule is followed
-    tokens = torch.randint(0, IND_V, (n, IND_T), generator=generator)  # random tokens, kept where it is not
+    # rule[i, a]: what follows a in sequence i
+    rule = torch.randint(0, IND_V, (n, IND_V), generator=generator)
+    # (n, T): where the rule is followed
+    follows = torch.rand(n, IND_T, generator=generator) < IND_FOLLOW
+    # random tokens, kept where it is not
+    tokens = torch.randint(0, IND_V, (n, IND_T), generator=generator)
     for t in range(1, IND_T):
-        successor = rule.gather(1, tokens[:, t - 1:t]).squeeze(1)  # (n,): rule[i, tokens[i, t-1]]
+        # (n,): rule[i, tokens[i, t-1]]
+        successor = rule.gather(1, tokens[:, t - 1 : t]).squeeze(1)
         tokens[:, t] = torch.where(follows[:, t], successor, tokens[:, t])
     return tokens
 
 
 def repeated_half(n, generator):
     """(n, IND_T): IND_T/2 distinct random tokens, then the same IND_T/2 again."""
-    first = torch.rand(n, IND_V, generator=generator).argsort(dim=1)[:, :IND_T // 2]  # no token twice
+    # no token twice
+    first = torch.rand(n, IND_V, generator=generator).argsort(dim=1)[:, : IND_T // 2]
     return torch.cat([first, first], dim=1)
 
 
-print("a training sequence:", rule_following_tokens(1, torch.Generator().manual_seed(1))[0].tolist())
+print(
+    "a training sequence:",
+    rule_following_tokens(1, torch.Generator().manual_seed(1))[0].tolist(),
+)
 test_seqs = repeated_half(256, torch.Generator().manual_seed(123))
 print("a test sequence:    ", test_seqs[0].tolist())
 
@@ -648,8 +868,10 @@ print("a test sequence:    ", test_seqs[0].tolist())
 # %%
 IND_STEPS, IND_LR, IND_BATCH, IND_POS_STD = utils.budget(1000, 40), 1e-2, 64, 0.2
 EVERY = 25  # steps between two measurements of the test loss
-first_half = slice(0, IND_T // 2 - 1)  # predictions of tokens 1 .. T/2-1: random, unpredictable
-second_half = slice(IND_T // 2, IND_T - 1)  # predictions of tokens T/2+1 .. T-1: each repeats an earlier one
+# predictions of tokens 1 .. T/2-1: random, unpredictable
+first_half = slice(0, IND_T // 2 - 1)
+# predictions of tokens T/2+1 .. T-1: each repeats an earlier one
+second_half = slice(IND_T // 2, IND_T - 1)
 
 
 def halves(model):
@@ -661,7 +883,8 @@ def train_attention_only(layers, seed=0):
     torch.manual_seed(seed)
     m = GPT(IND_V, 64, 2, layers, 0, IND_T)  # d_ff=0: attention only; 2 heads per layer
     nn.init.normal_(m.pos_emb.weight, std=IND_POS_STD)
-    curve, step = [], 0  # the test loss on the repeated half, before steps 0, EVERY, 2 EVERY, ...
+    # the test loss on the repeated half, before steps 0, EVERY, 2 EVERY, ...
+    curve, step = [], 0
 
     def batch(generator):
         nonlocal step
@@ -672,8 +895,16 @@ def train_attention_only(layers, seed=0):
         step += 1
         return rule_following_tokens(IND_BATCH, generator)
 
-    hist = train_lm(m, batch, steps=IND_STEPS, lr=IND_LR, warmup=50, loss_fn=next_token_loss, seed=seed,
-                    desc=f"{layers}-layer attention-only")
+    hist = train_lm(
+        m,
+        batch,
+        steps=IND_STEPS,
+        lr=IND_LR,
+        warmup=50,
+        loss_fn=next_token_loss,
+        seed=seed,
+        desc=f"{layers}-layer attention-only",
+    )
     return m, hist, curve
 
 
@@ -682,28 +913,45 @@ one, one_history, one_curve = train_attention_only(1)
 first2, second2, loss2 = halves(two)
 first1, second1, loss1 = halves(one)
 uniform = math.log(IND_V)
-print(f"2 layers: first half {utils.measured(first2, '.2f')}, repeated half {utils.measured(second2, '.2f')} nats "
-      f"(a uniform guess: ln {IND_V} = {uniform:.2f}); trained in {two_history.seconds:.0f} s")
-print(f"1 layer:  first half {utils.measured(first1, '.2f')}, repeated half {utils.measured(second1, '.2f')} nats")
-utils.claim(second2 < first2 - 1.5,
-            "with two layers the repeated half is predicted far better than the random first half (by over 1.5 nats)",
-            budget=IND_STEPS)
-utils.claim(second1 > first1 - 0.5 and min(one_curve) > uniform - 0.5,
-            "with one layer it never is: its repeated half is never more than 0.5 nats below its first half or ln V",
-            budget=IND_STEPS)
+print(
+    f"2 layers: first half {utils.measured(first2, '.2f')}, repeated half {utils.measured(second2, '.2f')} nats "
+    f"(a uniform guess: ln {IND_V} = {uniform:.2f}); trained in {two_history.seconds:.0f} s"
+)
+print(
+    f"1 layer:  first half {utils.measured(first1, '.2f')}, repeated half {utils.measured(second1, '.2f')} nats"
+)
+utils.claim(
+    second2 < first2 - 1.5,
+    "with two layers the repeated half is predicted far better than the random first half (by over 1.5 nats)",
+    budget=IND_STEPS,
+)
+utils.claim(
+    second1 > first1 - 0.5 and min(one_curve) > uniform - 0.5,
+    "with one layer it never is: its repeated half is never more than 0.5 nats below its first half or ln V",
+    budget=IND_STEPS,
+)
 
-# the phase change: the largest fall of the repeated half's loss within 150 steps, and what came before it
+# the phase change: the largest fall of the repeated half's loss within 150 steps, and
+# what came before it
 window = 150 // EVERY
 falls = [two_curve[i] - two_curve[i + window] for i in range(len(two_curve) - window)]
 k = max(range(len(falls)), key=falls.__getitem__) if falls else 0
 if falls:
-    print(f"largest fall within 150 steps: {utils.measured(falls[k], '.2f')} nats, from step {utils.measured(EVERY * k, '.0f')}; "
-          f"in the {utils.measured(EVERY * k, '.0f')} steps before, {utils.measured(two_curve[0] - two_curve[k], '.2f')} nats")
+    print(
+        f"largest fall within 150 steps: {utils.measured(falls[k], '.2f')} nats, from step {utils.measured(EVERY * k, '.0f')}; "
+        f"in the {utils.measured(EVERY * k, '.0f')} steps before, {utils.measured(two_curve[0] - two_curve[k], '.2f')} nats"
+    )
 else:
     print(f"{IND_STEPS} steps are too few to look for a drop")
-utils.claim(bool(falls) and falls[k] > 1.0 and k * EVERY >= 150 and two_curve[0] - two_curve[k] < 0.5,
-            "the 2-layer model learns to copy suddenly: its loss falls by over 1 nat within 150 steps, "
-            "after a plateau of at least 150 steps in which it fell by less than 0.5", budget=IND_STEPS)
+utils.claim(
+    bool(falls)
+    and falls[k] > 1.0
+    and k * EVERY >= 150
+    and two_curve[0] - two_curve[k] < 0.5,
+    "the 2-layer model learns to copy suddenly: its loss falls by over 1 nat within 150 steps, "
+    "after a plateau of at least 150 steps in which it fell by less than 0.5",
+    budget=IND_STEPS,
+)
 
 # %%
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.6))
@@ -711,15 +959,21 @@ ax1.plot(range(1, IND_T), loss2.numpy(), marker="o", ms=3, label="2 layers")
 ax1.plot(range(1, IND_T), loss1.numpy(), marker="s", ms=3, label="1 layer")
 ax1.axhline(uniform, color="grey", ls=":", label=f"uniform guess, ln {IND_V}")
 ax1.axvline(IND_T // 2, color="grey", ls="--")
-ax1.set(xlabel="position of the predicted token", ylabel="cross-entropy (nats)",
-        title="Loss per position: the second half repeats the first")
+ax1.set(
+    xlabel="position of the predicted token",
+    ylabel="cross-entropy (nats)",
+    title="Loss per position: the second half repeats the first",
+)
 ax1.legend()
 steps_axis = [EVERY * i for i in range(len(two_curve))]
 ax2.plot(steps_axis, two_curve, label="2 layers")
 ax2.plot(steps_axis, one_curve, label="1 layer")
 ax2.axhline(uniform, color="grey", ls=":")
-ax2.set(xlabel="training step", ylabel="cross-entropy on the repeated half (nats)",
-        title="Learning to copy from the context: a sudden drop")
+ax2.set(
+    xlabel="training step",
+    ylabel="cross-entropy on the repeated half (nats)",
+    title="Learning to copy from the context: a sudden drop",
+)
 ax2.legend()
 plt.tight_layout()
 
@@ -758,12 +1012,16 @@ def prefix_matching_score(weights, tokens):
     """
     ### BEGIN SOLUTION
     T = tokens.shape[0]
-    before = torch.ones(T, T, dtype=torch.bool, device=tokens.device).tril(diagonal=-1)  # [t, j]: j < t
-    earlier = (tokens[:, None] == tokens[None, :]) & before  # [t, j]: j < t holds the token of t
+    # [t, j]: j < t
+    before = torch.ones(T, T, dtype=torch.bool, device=tokens.device).tril(diagonal=-1)
+    # [t, j]: j < t holds the token of t
+    earlier = (tokens[:, None] == tokens[None, :]) & before
     after = torch.zeros_like(earlier)
-    after[:, 1:] = earlier[:, :-1]  # [t, j+1]: the position that follows each earlier occurrence j
+    # [t, j+1]: the position that follows each earlier occurrence j
+    after[:, 1:] = earlier[:, :-1]
     queries = earlier.any(dim=-1)  # (T,): t's token occurred before
-    score = (weights * after).sum(dim=-1)  # (h, T): the weight on those positions, per query
+    # (h, T): the weight on those positions, per query
+    score = (weights * after).sum(dim=-1)
     return score[:, queries].mean(dim=-1)  # (h,)
     ### END SOLUTION
 
@@ -778,11 +1036,19 @@ prefix_matching_score = utils.use("08.4", prefix_matching_score)
 def head_scores(weights, seqs):
     """weights (layers, N, h, T, T) of seqs (N, T) -> (layers, h) previous-token and (layers, h) prefix-matching
     scores, averaged over the sequences and over every query but the last."""
-    w, seqs = weights[..., :-1, :-1], seqs[:, :-1]  # causal: the first T-1 queries see only the first T-1 keys
+    # causal: the first T-1 queries see only the first T-1 keys
+    w, seqs = weights[..., :-1, :-1], seqs[:, :-1]
     T = seqs.shape[1]
-    prev = w[..., torch.arange(1, T), torch.arange(T - 1)].mean(dim=(1, 3))  # weight on t-1, (layers, h)
-    match = torch.stack([torch.stack([prefix_matching_score(w[l, i], seqs[i]) for i in range(len(seqs))]).mean(0)
-                         for l in range(len(w))])  # (layers, h)
+    # weight on t-1, (layers, h)
+    prev = w[..., torch.arange(1, T), torch.arange(T - 1)].mean(dim=(1, 3))
+    match = torch.stack(
+        [
+            torch.stack(
+                [prefix_matching_score(w[l, i], seqs[i]) for i in range(len(seqs))]
+            ).mean(0)
+            for l in range(len(w))
+        ]
+    )  # (layers, h)
     return prev, match
 
 
@@ -793,36 +1059,64 @@ def uniform_weights(seqs):
     return even.expand(1, len(seqs), 1, T, T)
 
 
-
 def print_scores(prev, match):
     """One line per layer: each head's previous-token and prefix-matching score, (layers, h) each."""
     for l in range(len(prev)):
-        print(f"layer {l + 1}: previous-token " + " ".join(utils.measured(s, ".2f") for s in prev[l].tolist())
-              + " | prefix-matching " + " ".join(utils.measured(s, ".2f") for s in match[l].tolist()))
+        print(
+            f"layer {l + 1}: previous-token "
+            + " ".join(utils.measured(s, ".2f") for s in prev[l].tolist())
+            + " | prefix-matching "
+            + " ".join(utils.measured(s, ".2f") for s in match[l].tolist())
+        )
 
 
-score_seqs = test_seqs[:utils.budget(64, 8)]
+score_seqs = test_seqs[: utils.budget(64, 8)]
 prev, match = head_scores(attention_weights(two, score_seqs), score_seqs)
-even_prev, even_match = (x.item() for x in head_scores(uniform_weights(score_seqs), score_seqs))
+even_prev, even_match = (
+    x.item() for x in head_scores(uniform_weights(score_seqs), score_seqs)
+)
 prev_head = int(prev[0].argmax())  # the best previous-token head of layer 1
 ind_head = int(match[1].argmax())  # the best prefix-matching head of layer 2
 print_scores(prev, match)
-print(f"attention spread evenly: previous-token {even_prev:.3f} | prefix-matching {even_match:.3f}")
-utils.claim(prev[0].max() > max(0.4, 3 * even_prev), "layer 1 has a previous-token head (score above 0.4, "
-            "over three times the even spread's)", budget=IND_STEPS)
-utils.claim(match[1].max() > max(0.3, 3 * even_match) and match[0].max() < 0.2,
-            "layer 2 has an induction head (prefix-matching score above 0.3, over three times the even spread's), "
-            "and layer 1 has none (all below 0.2)", budget=IND_STEPS)
+print(
+    f"attention spread evenly: previous-token {even_prev:.3f} | prefix-matching {even_match:.3f}"
+)
+utils.claim(
+    prev[0].max() > max(0.4, 3 * even_prev),
+    "layer 1 has a previous-token head (score above 0.4, "
+    "over three times the even spread's)",
+    budget=IND_STEPS,
+)
+utils.claim(
+    match[1].max() > max(0.3, 3 * even_match) and match[0].max() < 0.2,
+    "layer 2 has an induction head (prefix-matching score above 0.3, over three times the even spread's), "
+    "and layer 1 has none (all below 0.2)",
+    budget=IND_STEPS,
+)
 
 # %%
 seq = test_seqs[0]
 w = attention_weights(two, seq[None])  # (2, 1, h, T, T)
 labels = [str(t) for t in seq.tolist()]
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 5.6))
-plot_attention(w[0, 0, prev_head], labels, labels, ax=ax1, xlabel="key token", ylabel="query token",
-               title=f"Layer 1, head {prev_head + 1}: best previous-token score")
-plot_attention(w[1, 0, ind_head], labels, labels, ax=ax2, xlabel="key token", ylabel="query token",
-               title=f"Layer 2, head {ind_head + 1}: best prefix-matching score")
+plot_attention(
+    w[0, 0, prev_head],
+    labels,
+    labels,
+    ax=ax1,
+    xlabel="key token",
+    ylabel="query token",
+    title=f"Layer 1, head {prev_head + 1}: best previous-token score",
+)
+plot_attention(
+    w[1, 0, ind_head],
+    labels,
+    labels,
+    ax=ax2,
+    xlabel="key token",
+    ylabel="query token",
+    title=f"Layer 2, head {ind_head + 1}: best prefix-matching score",
+)
 plt.tight_layout()
 
 # %% [markdown]
@@ -848,14 +1142,21 @@ alone = []
 for layer in range(2):
     for h in range(2):
         with ablate_heads(two, [(layer, h)]):
-            alone.append(f"layer {layer + 1} head {h + 1}: {utils.measured(halves(two)[1], '.2f')}")
-print(f"repeated half: {utils.measured(second2, '.2f')} nats; without the induction heads "
-      f"{utils.measured(without_induction, '.2f')}; without the previous-token heads {utils.measured(without_previous, '.2f')} "
-      f"(ln {IND_V} = {uniform:.2f})")
+            alone.append(
+                f"layer {layer + 1} head {h + 1}: {utils.measured(halves(two)[1], '.2f')}"
+            )
+print(
+    f"repeated half: {utils.measured(second2, '.2f')} nats; without the induction heads "
+    f"{utils.measured(without_induction, '.2f')}; without the previous-token heads {utils.measured(without_previous, '.2f')} "
+    f"(ln {IND_V} = {uniform:.2f})"
+)
 print("one head switched off, repeated half: " + "; ".join(alone))
-utils.claim(min(without_induction, without_previous) > uniform - 0.5,
-            "switching off either part of the circuit sends the repeated half back to a uniform guess or worse "
-            "(above ln V - 0.5)", budget=IND_STEPS)
+utils.claim(
+    min(without_induction, without_previous) > uniform - 0.5,
+    "switching off either part of the circuit sends the repeated half back to a uniform guess or worse "
+    "(above ln V - 0.5)",
+    budget=IND_STEPS,
+)
 
 # %% [markdown]
 # Either half of the circuit alone is worth nothing: without the previous-token heads the induction
@@ -880,24 +1181,40 @@ utils.claim(min(without_induction, without_previous) > uniform - 0.5,
 
 # %%
 g = torch.Generator().manual_seed(7)
-alnum = torch.tensor([i for i, c in enumerate(corpus.itos) if c.isascii() and c.isalnum()])
-run = alnum[torch.rand(64, len(alnum), generator=g).argsort(dim=1)[:, :32]]  # 32 distinct characters per row
-char_seqs = torch.cat([run, run], dim=1)  # (64, 64): a random run of 32 characters, twice
+alnum = torch.tensor(
+    [i for i, c in enumerate(corpus.itos) if c.isascii() and c.isalnum()]
+)
+# 32 distinct characters per row
+run = alnum[torch.rand(64, len(alnum), generator=g).argsort(dim=1)[:, :32]]
+# (64, 64): a random run of 32 characters, twice
+char_seqs = torch.cat([run, run], dim=1)
 char_loss = loss_per_position(model, char_seqs)  # (63,)
 char_first, char_second = char_loss[:31].mean().item(), char_loss[32:].mean().item()
-probe = char_seqs[:utils.budget(32, 4)]
+probe = char_seqs[: utils.budget(32, 4)]
 char_prev, char_match = head_scores(attention_weights(model, probe), probe)
-char_even_prev, char_even_match = (x.item() for x in head_scores(uniform_weights(probe), probe))
-print(f"GPT on Python, random characters: first copy {utils.measured(char_first, '.2f')}, second copy "
-      f"{utils.measured(char_second, '.2f')} nats per character (ln V = {math.log(V):.2f})")
+char_even_prev, char_even_match = (
+    x.item() for x in head_scores(uniform_weights(probe), probe)
+)
+print(
+    f"GPT on Python, random characters: first copy {utils.measured(char_first, '.2f')}, second copy "
+    f"{utils.measured(char_second, '.2f')} nats per character (ln V = {math.log(V):.2f})"
+)
 print_scores(char_prev, char_match)
-print(f"attention spread evenly: previous-token {char_even_prev:.3f} | prefix-matching {char_even_match:.3f}")
-utils.claim(char_match.max() < 0.2 and char_first - char_second < 1.0,
-            "this GPT has no induction head: no head's prefix-matching score reaches 0.2, "
-            "and the second copy is predicted less than 1 nat better than the first", budget=STEPS)
-utils.claim(char_match.max() < 2 * char_even_match and char_prev.max() < prev[0].max() / 2,
-            "its prefix-matching scores stay below twice the even spread's, and its best previous-token score below half "
-            "that of the attention-only model's previous-token head", budget=STEPS)
+print(
+    f"attention spread evenly: previous-token {char_even_prev:.3f} | prefix-matching {char_even_match:.3f}"
+)
+utils.claim(
+    char_match.max() < 0.2 and char_first - char_second < 1.0,
+    "this GPT has no induction head: no head's prefix-matching score reaches 0.2, "
+    "and the second copy is predicted less than 1 nat better than the first",
+    budget=STEPS,
+)
+utils.claim(
+    char_match.max() < 2 * char_even_match and char_prev.max() < prev[0].max() / 2,
+    "its prefix-matching scores stay below twice the even spread's, and its best previous-token score below half "
+    "that of the attention-only model's previous-token head",
+    budget=STEPS,
+)
 
 # %% [markdown]
 # It has none. On prefix matching its heads score about what attention spread evenly scores, and
@@ -918,25 +1235,46 @@ utils.claim(char_match.max() < 2 * char_even_match and char_prev.max() < prev[0]
 # dark where the model was sure, pale where it was guessing.
 
 # %%
-def render(prompt: str, temperature: float = 0.8, top_k: int = 10, seed: int = 0, length: int = 80):
+def render(
+    prompt: str,
+    temperature: float = 0.8,
+    top_k: int = 10,
+    seed: int = 0,
+    length: int = 80,
+):
     """Continue ``prompt`` with the trained GPT; return ``(html, n)``, n = the number of characters generated."""
     if not prompt:
         return "<p>Type a prompt, e.g. <code>def </code>.</p>", 0
     unknown = sorted({c for c in prompt if c not in corpus.stoi})
     if unknown:
-        return (f"<p>The model has never seen {html.escape(', '.join(repr(c) for c in unknown))}: "
-                "it reads the characters of Python source (ASCII and a few more).</p>"), 0
-    ids, logits = generate(model, corpus.encode(prompt)[None], length, temperature=temperature, top_k=top_k or None,
-                           generator=torch.Generator().manual_seed(seed), sample=sample_next, return_logits=True)
+        return (
+            f"<p>The model has never seen {html.escape(', '.join(repr(c) for c in unknown))}: "
+            "it reads the characters of Python source (ASCII and a few more).</p>"
+        ), 0
+    ids, logits = generate(
+        model,
+        corpus.encode(prompt)[None],
+        length,
+        temperature=temperature,
+        top_k=top_k or None,
+        generator=torch.Generator().manual_seed(seed),
+        sample=sample_next,
+        return_logits=True,
+    )
     new = ids[0, -length:]
-    probs = logits[0].softmax(-1).gather(-1, new[:, None])[:, 0]  # (length,): p of each chosen character, at tau = 1
+    # (length,): p of each chosen character, at tau = 1
+    probs = logits[0].softmax(-1).gather(-1, new[:, None])[:, 0]
     spans = []
     for c, p in zip(corpus.decode(new), probs.tolist()):
         shown = html.escape(c).replace("\n", "↵<br>")
-        spans.append(f"<span title='p = {p:.2f}' style='background:rgba(0,114,178,{0.15 + 0.85 * p:.2f});"
-                     f"color:{'white' if p > 0.5 else 'black'}'>{shown}</span>")
-    page = (f"<pre style='font-size:13px;line-height:1.5'><b>{html.escape(prompt)}</b>{''.join(spans)}</pre>"
-            f"<p>mean probability of the generated characters: {probs.mean().item():.2f}</p>")
+        spans.append(
+            f"<span title='p = {p:.2f}' style='background:rgba(0,114,178,{0.15 + 0.85 * p:.2f});"
+            f"color:{'white' if p > 0.5 else 'black'}'>{shown}</span>"
+        )
+    page = (
+        f"<pre style='font-size:13px;line-height:1.5'><b>{html.escape(prompt)}</b>{''.join(spans)}</pre>"
+        f"<p>mean probability of the generated characters: {probs.mean().item():.2f}</p>"
+    )
     return page, len(spans)
 
 
@@ -950,10 +1288,15 @@ def show(prompt, temperature, top_k, seed):
     display(HTML(render(prompt, temperature, top_k, seed)[0]))
 
 
-widgets.interactive(show, prompt=widgets.Text(value="def ", description="prompt"),
-                    temperature=widgets.FloatSlider(min=0.0, max=2.0, step=0.1, value=0.8, description="temperature"),
-                    top_k=widgets.IntSlider(min=0, max=V, value=10, description="top-k"),
-                    seed=widgets.IntSlider(min=0, max=20, value=0, description="seed"))
+widgets.interactive(
+    show,
+    prompt=widgets.Text(value="def ", description="prompt"),
+    temperature=widgets.FloatSlider(
+        min=0.0, max=2.0, step=0.1, value=0.8, description="temperature"
+    ),
+    top_k=widgets.IntSlider(min=0, max=V, value=10, description="top-k"),
+    seed=widgets.IntSlider(min=0, max=20, value=0, description="seed"),
+)
 
 # %% [markdown]
 # The same view without the widget, and what it says to a prompt it cannot read:

@@ -108,18 +108,24 @@ import torch.nn.functional as F
 from IPython.display import HTML, display
 
 from utils import cost, modern
-from utils.attention import MultiHeadAttention, causal_mask, scaled_dot_product_attention
+from utils.attention import (
+    MultiHeadAttention,
+    causal_mask,
+    scaled_dot_product_attention,
+)
 from utils.modern import GroupedQueryAttention, LagTask, Tagger, tagging_accuracy
 from utils.plots import HEATMAP, PALETTE, plot_losses
 from utils.training import count_parameters, train
 
-# Measurements run on the CPU, whatever the machine has (as in lesson 04); training uses utils.device() (the CPU unless COURSE_DEVICE says otherwise).
+# Measurements run on the CPU, whatever the machine has (as in lesson 04); training uses
+# utils.device() (the CPU unless COURSE_DEVICE says otherwise).
 CPU = torch.device("cpu")
 
 
 def best_time(fn, repeat: int = 5) -> float:
     """The fastest of ``repeat`` runs of fn(), in seconds of this thread's CPU time (lesson 04's precautions)."""
-    return cost.best_time(fn, repeat, clock=time.thread_time, warmup=True)  # warm-up: allocations, kernel selection
+    # warm-up: allocations, kernel selection
+    return cost.best_time(fn, repeat, clock=time.thread_time, warmup=True)
 
 
 def plain_log_ticks(ax):
@@ -171,18 +177,28 @@ def online_softmax_attention(q, k, v, block_size: int, causal: bool = False):
     ### BEGIN SOLUTION
     Lq, Lk = q.shape[-2], k.shape[-2]
     scale = 1 / math.sqrt(q.shape[-1])
-    m = q.new_full((*q.shape[:-1], 1), float("-inf"))  # (..., Lq, 1) running maximum of the scores
+    # (..., Lq, 1) running maximum of the scores
+    m = q.new_full((*q.shape[:-1], 1), float("-inf"))
     l = q.new_zeros((*q.shape[:-1], 1))  # (..., Lq, 1) running denominator
-    o = q.new_zeros((*q.shape[:-1], v.shape[-1]))  # (..., Lq, dv) running output, not yet divided by l
+    # (..., Lq, dv) running output, not yet divided by l
+    o = q.new_zeros((*q.shape[:-1], v.shape[-1]))
     rows = torch.arange(Lq, device=q.device)[:, None]  # (Lq, 1) query positions
     for start in range(0, Lk, block_size):
-        kb, vb = k[..., start:start + block_size, :], v[..., start:start + block_size, :]  # (..., b, d)
-        s = q @ kb.transpose(-2, -1) * scale  # (..., Lq, b): the scores of this block only
+        # (..., b, d)
+        kb, vb = (
+            k[..., start : start + block_size, :],
+            v[..., start : start + block_size, :],
+        )
+        # (..., Lq, b): the scores of this block only
+        s = q @ kb.transpose(-2, -1) * scale
         if causal:
-            cols = torch.arange(start, start + kb.shape[-2], device=q.device)  # the keys' positions
-            s = s.masked_fill(cols > rows, float("-inf"))  # (Lq, b): key j > query i is the future
+            # the keys' positions
+            cols = torch.arange(start, start + kb.shape[-2], device=q.device)
+            # (Lq, b): key j > query i is the future
+            s = s.masked_fill(cols > rows, float("-inf"))
         m_new = torch.maximum(m, s.amax(dim=-1, keepdim=True))  # (..., Lq, 1)
-        alpha = torch.exp(m - m_new)  # rescales what was summed against the old maximum (0 at the start)
+        # rescales what was summed against the old maximum (0 at the start)
+        alpha = torch.exp(m - m_new)
         p = torch.exp(s - m_new)  # (..., Lq, b), every entry <= 1: no overflow
         l = l * alpha + p.sum(dim=-1, keepdim=True)
         o = o * alpha + p @ vb
@@ -205,10 +221,24 @@ online_softmax_attention = utils.use("09.1", online_softmax_attention)
 g = torch.Generator().manual_seed(0)
 q, k, v = (torch.randn(2, 4, 300, 32, generator=g) for _ in range(3))  # (B, h, n, d)
 for causal in (False, True):
-    gap = (online_softmax_attention(q, k, v, 64, causal=causal) - F.scaled_dot_product_attention(q, k, v, is_causal=causal)).abs().max().item()
-    print(f"causal={causal!s:<5}: max |online - F.scaled_dot_product_attention| < 1e-5: {gap < 1e-5}")
-    utils.claim(gap < 1e-5, f"the online softmax equals PyTorch's attention{' with the causal mask' if causal else ''} "
-                "(within 1e-5 in float32)", needs_training=False)
+    gap = (
+        (
+            online_softmax_attention(q, k, v, 64, causal=causal)
+            - F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+        )
+        .abs()
+        .max()
+        .item()
+    )
+    print(
+        f"causal={causal!s:<5}: max |online - F.scaled_dot_product_attention| < 1e-5: {gap < 1e-5}"
+    )
+    utils.claim(
+        gap < 1e-5,
+        f"the online softmax equals PyTorch's attention{' with the causal mask' if causal else ''} "
+        "(within 1e-5 in float32)",
+        needs_training=False,
+    )
 
 # %% [markdown]
 # ### Memory, measured as in lesson 04
@@ -222,31 +252,67 @@ for causal in (False, True):
 # %%
 D_MEM, BLOCK = 64, 128
 MEM_LENGTHS = utils.budget([256, 512, 1024, 2048, 4096], [256, 1024, 4096])
-memory = {"naive (lesson 03)": [], f"online, blocks of {BLOCK}": [], "PyTorch's fused kernel": []}
+memory = {
+    "naive (lesson 03)": [],
+    f"online, blocks of {BLOCK}": [],
+    "PyTorch's fused kernel": [],
+}
 for n in MEM_LENGTHS:
-    q, k, v = (torch.randn(1, 1, n, D_MEM, generator=g) for _ in range(3))  # (B, h, n, d)
-    memory["naive (lesson 03)"].append(cost.peak_memory(lambda: scaled_dot_product_attention(q, k, v)))
-    memory[f"online, blocks of {BLOCK}"].append(cost.peak_memory(lambda: online_softmax_attention(q, k, v, BLOCK)))
-    memory["PyTorch's fused kernel"].append(cost.peak_memory(lambda: F.scaled_dot_product_attention(q, k, v)))
+    # (B, h, n, d)
+    q, k, v = (torch.randn(1, 1, n, D_MEM, generator=g) for _ in range(3))
+    memory["naive (lesson 03)"].append(
+        cost.peak_memory(lambda: scaled_dot_product_attention(q, k, v))
+    )
+    memory[f"online, blocks of {BLOCK}"].append(
+        cost.peak_memory(lambda: online_softmax_attention(q, k, v, BLOCK))
+    )
+    memory["PyTorch's fused kernel"].append(
+        cost.peak_memory(lambda: F.scaled_dot_product_attention(q, k, v))
+    )
 naive_mem, online_mem, fused_mem = memory.values()
 print(f"{'n':>6} {'naive':>10} {'online':>10} {'fused (PyTorch)':>16}")
 for i, n in enumerate(MEM_LENGTHS):
-    print(f"{n:>6} {cost.format_bytes(naive_mem[i]):>10} {cost.format_bytes(online_mem[i]):>10} "
-          f"{utils.measured(fused_mem[i] / 2**20, '.3g') + ' MiB':>16}")
+    print(
+        f"{n:>6} {cost.format_bytes(naive_mem[i]):>10} {cost.format_bytes(online_mem[i]):>10} "
+        f"{utils.measured(fused_mem[i] / 2**20, '.3g') + ' MiB':>16}"
+    )
 slope = {name: cost.loglog_slope(MEM_LENGTHS, m) for name, m in memory.items()}
-print("log-log slopes: " + ", ".join(f"{name} {utils.measured(s, '.2f')}" for name, s in slope.items()))
-utils.claim(slope[f"online, blocks of {BLOCK}"] < 1.1, "the online softmax's memory grows linearly in n (log-log slope "
-            "below 1.1)", needs_training=False)
-utils.claim(slope["naive (lesson 03)"] > 1.8, "the naive version's memory grows like n^2", needs_training=False)
-utils.claim(online_mem[-1] * 10 < naive_mem[-1], f"at n = {MEM_LENGTHS[-1]} the online softmax needs less than a tenth "
-            "of the naive version's memory", needs_training=False)
+print(
+    "log-log slopes: "
+    + ", ".join(f"{name} {utils.measured(s, '.2f')}" for name, s in slope.items())
+)
+utils.claim(
+    slope[f"online, blocks of {BLOCK}"] < 1.1,
+    "the online softmax's memory grows linearly in n (log-log slope below 1.1)",
+    needs_training=False,
+)
+utils.claim(
+    slope["naive (lesson 03)"] > 1.8,
+    "the naive version's memory grows like n^2",
+    needs_training=False,
+)
+utils.claim(
+    online_mem[-1] * 10 < naive_mem[-1],
+    f"at n = {MEM_LENGTHS[-1]} the online softmax needs less than a tenth "
+    "of the naive version's memory",
+    needs_training=False,
+)
 
 # %%
 fig, ax = plt.subplots(figsize=(7, 4))
 for i, (name, m) in enumerate(memory.items()):
-    ax.loglog(MEM_LENGTHS, np.array(m) / 2**20, "o-", color=PALETTE[i], label=f"{name}: slope {slope[name]:.2f}")
-ax.set(xlabel="sequence length n (positions)", ylabel="peak memory (MiB)",
-       title=f"Memory of one attention call, d = {D_MEM}: n² against n")
+    ax.loglog(
+        MEM_LENGTHS,
+        np.array(m) / 2**20,
+        "o-",
+        color=PALETTE[i],
+        label=f"{name}: slope {slope[name]:.2f}",
+    )
+ax.set(
+    xlabel="sequence length n (positions)",
+    ylabel="peak memory (MiB)",
+    title=f"Memory of one attention call, d = {D_MEM}: n² against n",
+)
 ax.set_xticks(MEM_LENGTHS)
 plain_log_ticks(ax)
 ax.legend(fontsize=8)
@@ -267,19 +333,39 @@ plt.tight_layout()
 q, k, v = (torch.randn(1, 4, 1024, D_MEM, generator=g) for _ in range(3))
 REPEAT = utils.budget(7, 2, unit="timed runs")
 with torch.no_grad():
-    times = {"naive (lesson 03)": best_time(lambda: scaled_dot_product_attention(q, k, v), REPEAT),
-             f"online, Python, blocks of {BLOCK}": best_time(lambda: modern.online_softmax_attention(q, k, v, BLOCK), REPEAT),
-             "PyTorch's fused kernel": best_time(lambda: F.scaled_dot_product_attention(q, k, v), REPEAT)}
+    times = {
+        "naive (lesson 03)": best_time(
+            lambda: scaled_dot_product_attention(q, k, v), REPEAT
+        ),
+        f"online, Python, blocks of {BLOCK}": best_time(
+            lambda: modern.online_softmax_attention(q, k, v, BLOCK), REPEAT
+        ),
+        "PyTorch's fused kernel": best_time(
+            lambda: F.scaled_dot_product_attention(q, k, v), REPEAT
+        ),
+    }
 for name, t in times.items():
     print(f"{name:>30}: {utils.fmt_time(t)}")
-python_time, naive_time, fused_time = (times[f"online, Python, blocks of {BLOCK}"], times["naive (lesson 03)"],
-                                       times["PyTorch's fused kernel"])
-print(f"the Python online softmax takes {utils.measured(python_time / naive_time, '.1f')} times as long as the naive "
-      f"version, {utils.measured(python_time / fused_time, '.1f')} times as long as PyTorch's fused kernel")
-utils.claim(python_time < 2 * naive_time, "written in Python, the online softmax takes less than twice the naive "
-            "version's time, although it does a little more arithmetic", budget=REPEAT)
-utils.claim(min(python_time, naive_time) > 1.2 * fused_time, "PyTorch's fused kernel is faster than both (at least "
-            "1.2x)", budget=REPEAT)
+python_time, naive_time, fused_time = (
+    times[f"online, Python, blocks of {BLOCK}"],
+    times["naive (lesson 03)"],
+    times["PyTorch's fused kernel"],
+)
+print(
+    f"the Python online softmax takes {utils.measured(python_time / naive_time, '.1f')} times as long as the naive "
+    f"version, {utils.measured(python_time / fused_time, '.1f')} times as long as PyTorch's fused kernel"
+)
+utils.claim(
+    python_time < 2 * naive_time,
+    "written in Python, the online softmax takes less than twice the naive "
+    "version's time, although it does a little more arithmetic",
+    budget=REPEAT,
+)
+utils.claim(
+    min(python_time, naive_time) > 1.2 * fused_time,
+    "PyTorch's fused kernel is faster than both (at least 1.2x)",
+    budget=REPEAT,
+)
 
 # %% [markdown]
 # So in Python the trick buys memory and costs little or no time: the loop takes about as long as the
@@ -333,11 +419,14 @@ def apply_rope(x, positions, base: float = 10000.0):
     ### BEGIN SOLUTION
     d = x.shape[-1]
     half = d // 2
-    freqs = base ** (-2 * torch.arange(half, dtype=torch.float32, device=x.device) / d)  # (d/2,) theta_i
-    angles = positions.to(device=x.device, dtype=torch.float32)[:, None] * freqs  # (T, d/2)
+    # (d/2,) theta_i
+    freqs = base ** (-2 * torch.arange(half, dtype=torch.float32, device=x.device) / d)
+    # (T, d/2)
+    angles = positions.to(device=x.device, dtype=torch.float32)[:, None] * freqs
     cos, sin = torch.cos(angles), torch.sin(angles)
     x1, x2 = x[..., :half], x[..., half:]  # feature i and its partner i + d/2
-    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)  # a 2-D rotation of each pair
+    # a 2-D rotation of each pair
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
     ### END SOLUTION
 
 
@@ -351,33 +440,60 @@ utils.check("09.2", apply_rope)
 
 # %%
 apply_rope = utils.use("09.2", apply_rope)
-q1, k1 = torch.randn(1, 1, 1, 64, generator=g), torch.randn(1, 1, 1, 64, generator=g)  # (B, h, T, d)
+# (B, h, T, d)
+q1, k1 = torch.randn(1, 1, 1, 64, generator=g), torch.randn(1, 1, 1, 64, generator=g)
 
 
 def rope_score(m: int, n: int) -> float:
     """q at position m against k at position n, both rotated."""
-    return (apply_rope(q1, torch.tensor([m])) * apply_rope(k1, torch.tensor([n]))).sum().item()
+    return (
+        (apply_rope(q1, torch.tensor([m])) * apply_rope(k1, torch.tensor([n])))
+        .sum()
+        .item()
+    )
 
 
 for m, n in [(5, 2), (0, 9), (20, 20)]:
     worst = max(abs(rope_score(m + s, n + s) - rope_score(m, n)) for s in (1, 7, 50))
-    print(f"m - n = {m - n:>3}: shifting both positions by 1, 7 or 50 changes the score by < 1e-5: {worst < 1e-5}")
-    utils.claim(worst < 1e-5, f"with RoPE the score at offset {m - n} does not depend on where the pair sits",
-                needs_training=False)
+    print(
+        f"m - n = {m - n:>3}: shifting both positions by 1, 7 or 50 changes the score by < 1e-5: {worst < 1e-5}"
+    )
+    utils.claim(
+        worst < 1e-5,
+        f"with RoPE the score at offset {m - n} does not depend on where the pair sits",
+        needs_training=False,
+    )
 
 P = 32
 positions = torch.arange(P)
-scores = (apply_rope(q1.expand(1, 1, P, 64), positions) @ apply_rope(k1.expand(1, 1, P, 64), positions).transpose(-2, -1))[0, 0]
+scores = (
+    apply_rope(q1.expand(1, 1, P, 64), positions)
+    @ apply_rope(k1.expand(1, 1, P, 64), positions).transpose(-2, -1)
+)[0, 0]
 plain = float(q1.flatten() @ k1.flatten())
 fig, axes = plt.subplots(1, 2, figsize=(10.5, 4))
 image = axes[0].imshow(scores.numpy(), cmap=HEATMAP)
-axes[0].set(xlabel="key position n", ylabel="query position m", title="q·k after RoPE: constant along diagonals")
+axes[0].set(
+    xlabel="key position n",
+    ylabel="query position m",
+    title="q·k after RoPE: constant along diagonals",
+)
 axes[0].grid(False)
 plt.colorbar(image, ax=axes[0], fraction=0.046, pad=0.04, label="score")
 offsets = torch.arange(-(P - 1), P)
-axes[1].plot(offsets.numpy(), [rope_score(int(o), 0) if o >= 0 else rope_score(0, int(-o)) for o in offsets], color=PALETTE[0])
-axes[1].axhline(plain, color=PALETTE[1], linestyle=":", label="without RoPE (same q, k)")
-axes[1].set(xlabel="offset m - n (positions)", ylabel="score q·k", title="The score as a function of the offset")
+axes[1].plot(
+    offsets.numpy(),
+    [rope_score(int(o), 0) if o >= 0 else rope_score(0, int(-o)) for o in offsets],
+    color=PALETTE[0],
+)
+axes[1].axhline(
+    plain, color=PALETTE[1], linestyle=":", label="without RoPE (same q, k)"
+)
+axes[1].set(
+    xlabel="offset m - n (positions)",
+    ylabel="score q·k",
+    title="The score as a function of the offset",
+)
 axes[1].legend()
 fig.tight_layout()
 
@@ -403,7 +519,14 @@ taggers, histories = {}, {}
 for positional in ("sinusoidal", "learned", "rope"):
     torch.manual_seed(0)
     taggers[positional] = Tagger(len(task.vocab), positional, max_len=task.max_len)
-    histories[positional] = train(taggers[positional], task, steps=STEPS, batch_size=BATCH, lr=3e-3, desc=positional)
+    histories[positional] = train(
+        taggers[positional],
+        task,
+        steps=STEPS,
+        batch_size=BATCH,
+        lr=3e-3,
+        desc=positional,
+    )
 
 # %%
 LONG = (24, 32)
@@ -419,26 +542,53 @@ for name, model in taggers.items():
 columns = list(order_results["rope"])
 print(f"{'positions':<12}" + "".join(f"{'length ' + c:>22}" for c in columns))
 for name, row in order_results.items():
-    print(f"{name:<12}" + "".join(f"{utils.measured(a, '.1%') if a is not None else 'cannot run':>22}" for a in row.values()))
+    print(
+        f"{name:<12}"
+        + "".join(
+            f"{utils.measured(a, '.1%') if a is not None else 'cannot run':>22}"
+            for a in row.values()
+        )
+    )
 
 rope_acc, sin_acc = order_results["rope"], order_results["sinusoidal"]
-utils.claim(min(r["4-16 (trained)"] for r in order_results.values()) >= 0.97,
-            "within the trained lengths all three encodings solve the task (at least 97%)", budget=STEPS)
-utils.claim(min(rope_acc["24"], rope_acc["32"]) >= 0.95, "RoPE still solves it at lengths 24 and 32, never seen in training "
-            f"({utils.measured(rope_acc['24'], '.1%')}, {utils.measured(rope_acc['32'], '.1%')})", budget=STEPS)
-utils.claim(sin_acc["24"] < rope_acc["24"] - 0.1, f"sinusoidal positions do markedly worse at length 24 "
-            f"({utils.measured(sin_acc['24'], '.1%')}, at least 10 points below RoPE)", budget=STEPS)
+utils.claim(
+    min(r["4-16 (trained)"] for r in order_results.values()) >= 0.97,
+    "within the trained lengths all three encodings solve the task (at least 97%)",
+    budget=STEPS,
+)
+utils.claim(
+    min(rope_acc["24"], rope_acc["32"]) >= 0.95,
+    "RoPE still solves it at lengths 24 and 32, never seen in training "
+    f"({utils.measured(rope_acc['24'], '.1%')}, {utils.measured(rope_acc['32'], '.1%')})",
+    budget=STEPS,
+)
+utils.claim(
+    sin_acc["24"] < rope_acc["24"] - 0.1,
+    f"sinusoidal positions do markedly worse at length 24 "
+    f"({utils.measured(sin_acc['24'], '.1%')}, at least 10 points below RoPE)",
+    budget=STEPS,
+)
 
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
 plot_losses(histories, ax=axes[0], title="Training loss, lengths 4-16")
 xs = np.arange(len(columns))
 for i, (name, row) in enumerate(order_results.items()):
-    axes[1].bar(xs + (i - 1) * 0.27, [100 * a if a is not None else 0 for a in row.values()], width=0.27,
-                color=PALETTE[i], label=name)
+    axes[1].bar(
+        xs + (i - 1) * 0.27,
+        [100 * a if a is not None else 0 for a in row.values()],
+        width=0.27,
+        color=PALETTE[i],
+        label=name,
+    )
 axes[1].set_xticks(xs, [f"length {c}" for c in columns])
-axes[1].set(ylabel="accuracy (% of positions)", ylim=(0, 135), yticks=[0, 20, 40, 60, 80, 100],
-            title="Which symbol came just before? (learned: no bar = cannot run)")
-axes[1].legend(loc="upper center", ncol=3, fontsize=8)  # above the bars, in the band over 100%
+axes[1].set(
+    ylabel="accuracy (% of positions)",
+    ylim=(0, 135),
+    yticks=[0, 20, 40, 60, 80, 100],
+    title="Which symbol came just before? (learned: no bar = cannot run)",
+)
+# above the bars, in the band over 100%
+axes[1].legend(loc="upper center", ncol=3, fontsize=8)
 fig.tight_layout()
 
 # %% [markdown]
@@ -473,8 +623,11 @@ def grouped_query_attention(q, k, v, mask=None):
     ### BEGIN SOLUTION
     h, g = q.shape[1], k.shape[1]
     if h % g:
-        raise ValueError(f"the {h} query heads cannot be shared evenly by {g} key/value heads")
-    k = k.repeat_interleave(h // g, dim=1)  # (B, h, Lk, d): heads 0..h/g-1 get kv head 0, and so on
+        raise ValueError(
+            f"the {h} query heads cannot be shared evenly by {g} key/value heads"
+        )
+    # (B, h, Lk, d): heads 0..h/g-1 get kv head 0, and so on
+    k = k.repeat_interleave(h // g, dim=1)
     v = v.repeat_interleave(h // g, dim=1)
     return scaled_dot_product_attention(q, k, v, mask)
     ### END SOLUTION
@@ -492,14 +645,21 @@ utils.check("09.3", grouped_query_attention)
 # %%
 grouped_query_attention = utils.use("09.3", grouped_query_attention)
 q = torch.randn(2, 8, 10, 16, generator=g)  # (B, h = 8, Lq, d)
-k, v = torch.randn(2, 2, 10, 16, generator=g), torch.randn(2, 2, 10, 16, generator=g)  # g = 2 key/value heads
+# g = 2 key/value heads
+k, v = torch.randn(2, 2, 10, 16, generator=g), torch.randn(2, 2, 10, 16, generator=g)
 for mask in (None, causal_mask(10)):
     ours = grouped_query_attention(q, k, v, mask)[0]
     theirs = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
     gap = (ours - theirs).abs().max().item()
-    print(f"{'causal mask' if mask is not None else 'no mask':<12}: max |ours - F.sdpa(enable_gqa=True)| < 1e-5: {gap < 1e-5}")
-    utils.claim(gap < 1e-5, "grouped-query attention equals F.scaled_dot_product_attention(..., enable_gqa=True)"
-                + (" with a causal mask" if mask is not None else ""), needs_training=False)
+    print(
+        f"{'causal mask' if mask is not None else 'no mask':<12}: max |ours - F.sdpa(enable_gqa=True)| < 1e-5: {gap < 1e-5}"
+    )
+    utils.claim(
+        gap < 1e-5,
+        "grouped-query attention equals F.scaled_dot_product_attention(..., enable_gqa=True)"
+        + (" with a causal mask" if mask is not None else ""),
+        needs_training=False,
+    )
 
 torch.manual_seed(0)
 mha = MultiHeadAttention(32, 4)
@@ -508,8 +668,14 @@ gqa.load_state_dict(mha.state_dict())  # same names and shapes at g = h
 x = torch.randn(3, 7, 32)
 (out_a, w_a), (out_b, w_b) = mha(x, x, x, causal_mask(7)), gqa(x, x, x, causal_mask(7))
 gap = max((out_a - out_b).abs().max().item(), (w_a - w_b).abs().max().item())
-print(f"g = h: max |GroupedQueryAttention - MultiHeadAttention| (outputs and weights) < 1e-6: {gap < 1e-6}")
-utils.claim(gap < 1e-6, "with g = h, grouped-query attention is lesson 05's multi-head attention", needs_training=False)
+print(
+    f"g = h: max |GroupedQueryAttention - MultiHeadAttention| (outputs and weights) < 1e-6: {gap < 1e-6}"
+)
+utils.claim(
+    gap < 1e-6,
+    "with g = h, grouped-query attention is lesson 05's multi-head attention",
+    needs_training=False,
+)
 
 # %% [markdown]
 # ### The KV cache, measured
@@ -522,15 +688,22 @@ utils.claim(gap < 1e-6, "with g = h, grouped-query attention is lesson 05's mult
 D_MODEL, H, N_CACHE = 256, 8, 1024
 x = torch.randn(1, N_CACHE, D_MODEL, generator=g)
 cache = {}
-print(f"{'g (kv heads)':>12} {'cache, measured':>16} {'= 2 n g d_head x 4 bytes':>25} {'MHA / this':>11} {'parameters':>11}")
+print(
+    f"{'g (kv heads)':>12} {'cache, measured':>16} {'= 2 n g d_head x 4 bytes':>25} {'MHA / this':>11} {'parameters':>11}"
+)
 for kv in (8, 4, 2, 1):
     layer = GroupedQueryAttention(D_MODEL, H, kv)
     cache[kv] = cost.peak_memory(lambda: layer.keys_values(x))
     counted = 2 * N_CACHE * kv * (D_MODEL // H) * 4
-    print(f"{kv:>12} {cost.format_bytes(cache[kv]):>16} {str(cache[kv] == counted):>25} {cache[H] / cache[kv]:>11g} "
-          f"{count_parameters(layer):>11,}")
-utils.claim(all(cache[H] == cache[kv] * (H // kv) for kv in cache),
-            "the KV cache, measured, is divided by exactly h/g", needs_training=False)
+    print(
+        f"{kv:>12} {cost.format_bytes(cache[kv]):>16} {str(cache[kv] == counted):>25} {cache[H] / cache[kv]:>11g} "
+        f"{count_parameters(layer):>11,}"
+    )
+utils.claim(
+    all(cache[H] == cache[kv] * (H // kv) for kv in cache),
+    "the KV cache, measured, is divided by exactly h/g",
+    needs_training=False,
+)
 
 # %% [markdown]
 # ### What does sharing cost? Quality at $g = h$, $h/2$ and $1$
@@ -546,19 +719,43 @@ gqa_models, gqa_histories, gqa_acc = {}, {}, {}
 for kv in (4, 2, 1):
     name = {4: "g = 4 (MHA)", 2: "g = 2 (GQA)", 1: "g = 1 (MQA)"}[kv]
     torch.manual_seed(0)
-    gqa_models[name] = Tagger(len(sum_task.vocab), "rope", num_kv_heads=kv, causal=True, max_len=sum_task.max_len)
-    gqa_histories[name] = train(gqa_models[name], sum_task, steps=STEPS, batch_size=BATCH, lr=3e-3, desc=name)
+    gqa_models[name] = Tagger(
+        len(sum_task.vocab),
+        "rope",
+        num_kv_heads=kv,
+        causal=True,
+        max_len=sum_task.max_len,
+    )
+    gqa_histories[name] = train(
+        gqa_models[name], sum_task, steps=STEPS, batch_size=BATCH, lr=3e-3, desc=name
+    )
     gqa_acc[name] = tagging_accuracy(gqa_models[name], sum_task, from_position=2)[0]
 
 # %%
 for name, acc in gqa_acc.items():
-    print(f"{name:<12}: accuracy {utils.measured(acc, '.1%')}, {count_parameters(gqa_models[name]):,} parameters")
+    print(
+        f"{name:<12}: accuracy {utils.measured(acc, '.1%')}, {count_parameters(gqa_models[name]):,} parameters"
+    )
 mha_acc, gqa2_acc, mqa_acc = gqa_acc.values()
-utils.claim(mha_acc >= 0.95, f"multi-head attention solves the task ({utils.measured(mha_acc, '.1%')})", budget=STEPS)
-utils.claim(abs(gqa2_acc - mha_acc) <= 0.04, "with half as many key/value heads the accuracy is the same within 4 points",
-            budget=STEPS)
-utils.claim(mqa_acc >= mha_acc - 0.12, "with a single key/value head it is at most 12 points lower", budget=STEPS)
-_ = plot_losses(gqa_histories, title="Sum of the two previous symbols: h = 4 query heads, g key/value heads")
+utils.claim(
+    mha_acc >= 0.95,
+    f"multi-head attention solves the task ({utils.measured(mha_acc, '.1%')})",
+    budget=STEPS,
+)
+utils.claim(
+    abs(gqa2_acc - mha_acc) <= 0.04,
+    "with half as many key/value heads the accuracy is the same within 4 points",
+    budget=STEPS,
+)
+utils.claim(
+    mqa_acc >= mha_acc - 0.12,
+    "with a single key/value head it is at most 12 points lower",
+    budget=STEPS,
+)
+_ = plot_losses(
+    gqa_histories,
+    title="Sum of the two previous symbols: h = 4 query heads, g key/value heads",
+)
 
 # %% [markdown]
 # What we see, honestly: halving the key/value heads costs nothing measurable here (within 4 points,
@@ -611,14 +808,25 @@ W_REACH, N_REACH = 4, 40
 torch.manual_seed(0)
 window_mask = sliding_window_mask(N_REACH, W_REACH)
 stack = [GroupedQueryAttention(16, 2) for _ in range(5)]
-window_layers = [lambda h, layer=layer: layer(h, h, h, window_mask)[0] for layer in stack]
-full_layers = [lambda h, layer=layer: layer(h, h, h, causal_mask(N_REACH))[0] for layer in stack]
+window_layers = [
+    lambda h, layer=layer: layer(h, h, h, window_mask)[0] for layer in stack
+]
+full_layers = [
+    lambda h, layer=layer: layer(h, h, h, causal_mask(N_REACH))[0] for layer in stack
+]
 reach = {L: modern.receptive_field(window_layers[:L], N_REACH, 16) for L in range(1, 6)}
-print(f"{'layers':>6} {'positions the last output depends on':>38} {'1 + L (w - 1)':>14} {'causal, no window':>18}")
+print(
+    f"{'layers':>6} {'positions the last output depends on':>38} {'1 + L (w - 1)':>14} {'causal, no window':>18}"
+)
 for L, r in reach.items():
-    print(f"{L:>6} {r:>38} {1 + L * (W_REACH - 1):>14} {modern.receptive_field(full_layers[:L], N_REACH, 16):>18}")
-utils.claim(all(r == 1 + L * (W_REACH - 1) for L, r in reach.items()),
-            "with a window of w, each layer reaches w - 1 positions further back", needs_training=False)
+    print(
+        f"{L:>6} {r:>38} {1 + L * (W_REACH - 1):>14} {modern.receptive_field(full_layers[:L], N_REACH, 16):>18}"
+    )
+utils.claim(
+    all(r == 1 + L * (W_REACH - 1) for L, r in reach.items()),
+    "with a window of w, each layer reaches w - 1 positions further back",
+    needs_training=False,
+)
 
 # %% [markdown]
 # ### A task that needs a longer reach
@@ -633,17 +841,37 @@ reach_models, reach_acc = {}, {}
 for layers in (1, 2):
     name = f"{layers} layer{'s' if layers > 1 else ''}, reach {layers * (W_REACH - 1)}"
     torch.manual_seed(0)
-    reach_models[name] = Tagger(len(reach_task.vocab), "rope", num_layers=layers, window=W_REACH, max_len=24)
-    train(reach_models[name], reach_task, steps=STEPS, batch_size=BATCH, lr=3e-3, desc=name)
-    reach_acc[name] = tagging_accuracy(reach_models[name], reach_task, from_position=6)[0]
+    reach_models[name] = Tagger(
+        len(reach_task.vocab), "rope", num_layers=layers, window=W_REACH, max_len=24
+    )
+    train(
+        reach_models[name],
+        reach_task,
+        steps=STEPS,
+        batch_size=BATCH,
+        lr=3e-3,
+        desc=name,
+    )
+    reach_acc[name] = tagging_accuracy(reach_models[name], reach_task, from_position=6)[
+        0
+    ]
 
 # %%
 for name, acc in reach_acc.items():
-    print(f"{name}: accuracy at positions 6 and later {utils.measured(acc, '.1%')} (chance: 10%)")
+    print(
+        f"{name}: accuracy at positions 6 and later {utils.measured(acc, '.1%')} (chance: 10%)"
+    )
 one, two = reach_acc.values()
-utils.claim(one < 0.2, "with one layer (reach 3) the model cannot see the symbol 6 back: no better than chance",
-            budget=STEPS)
-utils.claim(two >= 0.95, "with two layers (reach 6) the same window solves the task", budget=STEPS)
+utils.claim(
+    one < 0.2,
+    "with one layer (reach 3) the model cannot see the symbol 6 back: no better than chance",
+    budget=STEPS,
+)
+utils.claim(
+    two >= 0.95,
+    "with two layers (reach 6) the same window solves the task",
+    budget=STEPS,
+)
 
 # %% [markdown]
 # (The one-layer model does worse than chance: unable to see the answer, it learned that `<sos>`, the
@@ -663,39 +891,78 @@ BAND_LENGTHS = utils.budget([1024, 2048, 4096, 8192], [1024, 4096])
 FULL_LENGTHS = utils.budget([512, 1024, 2048, 4096], [512, 2048])
 n_check = 500
 q, k, v = (torch.randn(1, 1, n_check, 32, generator=g) for _ in range(3))
-same = (modern.sliding_window_attention(q, k, v, W_COST)
-        - scaled_dot_product_attention(q, k, v, sliding_window_mask(n_check, W_COST))[0]).abs().max().item()
-print(f"band only = full attention with the mask (n = {n_check}), max difference < 1e-5: {same < 1e-5}")
-utils.claim(same < 1e-5, "computing only the band gives the masked attention's result", needs_training=False)
+same = (
+    (
+        modern.sliding_window_attention(q, k, v, W_COST)
+        - scaled_dot_product_attention(q, k, v, sliding_window_mask(n_check, W_COST))[0]
+    )
+    .abs()
+    .max()
+    .item()
+)
+print(
+    f"band only = full attention with the mask (n = {n_check}), max difference < 1e-5: {same < 1e-5}"
+)
+utils.claim(
+    same < 1e-5,
+    "computing only the band gives the masked attention's result",
+    needs_training=False,
+)
 measured_cost = {"band only": {}, "masked full": {}}
 with torch.no_grad():
     for name, lengths in (("band only", BAND_LENGTHS), ("masked full", FULL_LENGTHS)):
         for n in lengths:
             q, k, v = (torch.randn(1, 1, n, 32, generator=g) for _ in range(3))
             mask = sliding_window_mask(n, W_COST)
-            run = ((lambda: modern.sliding_window_attention(q, k, v, W_COST)) if name == "band only"
-                   else (lambda: scaled_dot_product_attention(q, k, v, mask)))
+            run = (
+                (lambda: modern.sliding_window_attention(q, k, v, W_COST))
+                if name == "band only"
+                else (lambda: scaled_dot_product_attention(q, k, v, mask))
+            )
             measured_cost[name][n] = (best_time(run, REPEAT), cost.peak_memory(run))
 time_slope, mem_slope = {}, {}
 for name, by_n in measured_cost.items():
-    print(f"{name} (w = {W_COST}): " + ", ".join(f"n = {n}: {utils.fmt_time(t)}, {cost.format_bytes(m)}" for n, (t, m) in by_n.items()))
+    print(
+        f"{name} (w = {W_COST}): "
+        + ", ".join(
+            f"n = {n}: {utils.fmt_time(t)}, {cost.format_bytes(m)}"
+            for n, (t, m) in by_n.items()
+        )
+    )
     time_slope[name] = cost.loglog_slope(list(by_n), [t for t, _ in by_n.values()])
     mem_slope[name] = cost.loglog_slope(list(by_n), [m for _, m in by_n.values()])
-print("time slopes: " + ", ".join(f"{k} {utils.measured(s, '.2f')}" for k, s in time_slope.items())
-      + "; memory slopes: " + ", ".join(f"{k} {utils.measured(s, '.2f')}" for k, s in mem_slope.items()))
-utils.claim(mem_slope["band only"] < 1.1 and mem_slope["masked full"] > 1.8,
-            "the band's memory grows like n, the masked full attention's like n^2", needs_training=False)
-utils.claim(0.6 <= time_slope["band only"] <= 1.4 and time_slope["masked full"] >= 1.5,
-            "at a fixed window the band's time grows about linearly in n, the masked full attention's about like n^2",
-            budget=REPEAT)
+print(
+    "time slopes: "
+    + ", ".join(f"{k} {utils.measured(s, '.2f')}" for k, s in time_slope.items())
+    + "; memory slopes: "
+    + ", ".join(f"{k} {utils.measured(s, '.2f')}" for k, s in mem_slope.items())
+)
+utils.claim(
+    mem_slope["band only"] < 1.1 and mem_slope["masked full"] > 1.8,
+    "the band's memory grows like n, the masked full attention's like n^2",
+    needs_training=False,
+)
+utils.claim(
+    0.6 <= time_slope["band only"] <= 1.4 and time_slope["masked full"] >= 1.5,
+    "at a fixed window the band's time grows about linearly in n, the masked full attention's about like n^2",
+    budget=REPEAT,
+)
 
 # %%
 fig, ax = plt.subplots(figsize=(7, 4))
 for i, (name, by_n) in enumerate(measured_cost.items()):
-    ax.loglog(list(by_n), [1e3 * t for t, _ in by_n.values()], "os"[i] + "-", color=PALETTE[i],
-              label=f"{name}: slope {time_slope[name]:.2f}")
-ax.set(xlabel="sequence length n (positions)", ylabel="forward time (ms of CPU, one thread)",
-       title=f"Sliding-window attention, w = {W_COST}: time against n")
+    ax.loglog(
+        list(by_n),
+        [1e3 * t for t, _ in by_n.values()],
+        "os"[i] + "-",
+        color=PALETTE[i],
+        label=f"{name}: slope {time_slope[name]:.2f}",
+    )
+ax.set(
+    xlabel="sequence length n (positions)",
+    ylabel="forward time (ms of CPU, one thread)",
+    title=f"Sliding-window attention, w = {W_COST}: time against n",
+)
 ax.set_xticks(sorted(set(BAND_LENGTHS + FULL_LENGTHS)))
 plain_log_ticks(ax)
 ax.legend()
@@ -722,26 +989,47 @@ def render(g: int, w, n: int, block: int = 128, shown: int = 24):
     head's scores in one layer, float32: n x n, n x min(w, n), n x block) and "mask" ((m, m) bool for
     the first m = min(n, shown) positions).
     """
-    if not (isinstance(g, int) and g >= 1 and HEADS % g == 0 and isinstance(n, int) and n >= 1):
-        raise ValueError(f"g must divide {HEADS} and n must be a positive whole number, not g={g!r}, n={n!r}")
+    if not (
+        isinstance(g, int)
+        and g >= 1
+        and HEADS % g == 0
+        and isinstance(n, int)
+        and n >= 1
+    ):
+        raise ValueError(
+            f"g must divide {HEADS} and n must be a positive whole number, not g={g!r}, n={n!r}"
+        )
     if w is not None and not (isinstance(w, int) and w >= 1):
         raise ValueError(f"w must be None or a positive whole number, not {w!r}")
     m = min(n, shown)
-    info = {"cache": modern.kv_cache_bytes(LAYERS, g, D_HEAD, n, BYTES_16, window=w),
-            "cache_mha": modern.kv_cache_bytes(LAYERS, HEADS, D_HEAD, n, BYTES_16),
-            "naive": n * n * 4, "window": n * min(w or n, n) * 4, "online": n * min(block, n) * 4,
-            "mask": sliding_window_mask(m, w) if w is not None else causal_mask(m)}
-    cells = "".join("<tr>" + "".join(f'<td style="width:9px;height:9px;padding:0;background:{PALETTE[0] if a else "#eeeeee"}"></td>'
-                                     for a in row.tolist()) + "</tr>" for row in info["mask"])
-    text = (f"<p><b>g = {g}</b> key/value heads for {HEADS} query heads, window <b>{html.escape(str(w or 'none'))}</b>, "
-            f"<b>n = {n:,}</b> tokens</p><ul>"
-            f"<li>KV cache of one sequence: <b>{cost.format_bytes(info['cache'])}</b> "
-            f"(multi-head attention without a window: {cost.format_bytes(info['cache_mha'])}, "
-            f"{info['cache_mha'] / info['cache']:g} times as much)</li>"
-            f"<li>one head's scores in one layer: naive {cost.format_bytes(info['naive'])}, with the window "
-            f"{cost.format_bytes(info['window'])}, block by block ({block} keys) {cost.format_bytes(info['online'])}</li></ul>"
-            f"<p>the mask of the first {m} positions (row = query, column = key):</p>"
-            f'<table style="border-collapse:collapse">{cells}</table>')
+    info = {
+        "cache": modern.kv_cache_bytes(LAYERS, g, D_HEAD, n, BYTES_16, window=w),
+        "cache_mha": modern.kv_cache_bytes(LAYERS, HEADS, D_HEAD, n, BYTES_16),
+        "naive": n * n * 4,
+        "window": n * min(w or n, n) * 4,
+        "online": n * min(block, n) * 4,
+        "mask": sliding_window_mask(m, w) if w is not None else causal_mask(m),
+    }
+    cells = "".join(
+        "<tr>"
+        + "".join(
+            f'<td style="width:9px;height:9px;padding:0;background:{PALETTE[0] if a else "#eeeeee"}"></td>'
+            for a in row.tolist()
+        )
+        + "</tr>"
+        for row in info["mask"]
+    )
+    text = (
+        f"<p><b>g = {g}</b> key/value heads for {HEADS} query heads, window <b>{html.escape(str(w or 'none'))}</b>, "
+        f"<b>n = {n:,}</b> tokens</p><ul>"
+        f"<li>KV cache of one sequence: <b>{cost.format_bytes(info['cache'])}</b> "
+        f"(multi-head attention without a window: {cost.format_bytes(info['cache_mha'])}, "
+        f"{info['cache_mha'] / info['cache']:g} times as much)</li>"
+        f"<li>one head's scores in one layer: naive {cost.format_bytes(info['naive'])}, with the window "
+        f"{cost.format_bytes(info['window'])}, block by block ({block} keys) {cost.format_bytes(info['online'])}</li></ul>"
+        f"<p>the mask of the first {m} positions (row = query, column = key):</p>"
+        f'<table style="border-collapse:collapse">{cells}</table>'
+    )
     return text, info
 
 
@@ -750,8 +1038,12 @@ def render(g: int, w, n: int, block: int = 128, shown: int = 24):
 explorer = widgets.interactive(
     lambda g, w, n: display(HTML(render(g, WINDOWS[w], n)[0])),
     g=widgets.SelectionSlider(options=[1, 2, 4, 8, 16, 32], value=8, description="g"),
-    w=widgets.SelectionSlider(options=list(WINDOWS), value="4096", description="window w"),
-    n=widgets.SelectionSlider(options=[16, 256, 1024, 4096, 8192, 32768], value=8192, description="n"),
+    w=widgets.SelectionSlider(
+        options=list(WINDOWS), value="4096", description="window w"
+    ),
+    n=widgets.SelectionSlider(
+        options=[16, 256, 1024, 4096, 8192, 32768], value=8192, description="n"
+    ),
 )
 explorer
 
@@ -762,15 +1054,22 @@ explorer
 # %%
 for g_, w_, n_ in [(32, None, 32768), (8, 4096, 32768), (8, 4, 8)]:
     _, info = render(g_, w_, n_)
-    print(f"g = {g_:>2}, w = {str(w_):>4}, n = {n_:>5}: KV cache {cost.format_bytes(info['cache']):>9} "
-          f"(multi-head, no window: ÷ {info['cache_mha'] / info['cache']:g}), scores: naive {cost.format_bytes(info['naive'])}, "
-          f"window {cost.format_bytes(info['window'])}, online {cost.format_bytes(info['online'])}")
+    print(
+        f"g = {g_:>2}, w = {str(w_):>4}, n = {n_:>5}: KV cache {cost.format_bytes(info['cache']):>9} "
+        f"(multi-head, no window: ÷ {info['cache_mha'] / info['cache']:g}), scores: naive {cost.format_bytes(info['naive'])}, "
+        f"window {cost.format_bytes(info['window'])}, online {cost.format_bytes(info['online'])}"
+    )
 llama, mistral = render(32, None, 32768)[1], render(8, 4096, 32768)[1]
-utils.claim(llama["cache"] == 16 * 2**30 and llama["cache_mha"] / mistral["cache"] == 32,
-            "at 32768 tokens multi-head attention caches 16 GiB per sequence; 8 kv heads and a 4096 window, 32x less",
-            needs_training=False)
-utils.claim(torch.equal(render(8, 4, 8)[1]["mask"], sliding_window_mask(8, 4)), "the widget shows the sliding-window mask",
-            needs_training=False)
+utils.claim(
+    llama["cache"] == 16 * 2**30 and llama["cache_mha"] / mistral["cache"] == 32,
+    "at 32768 tokens multi-head attention caches 16 GiB per sequence; 8 kv heads and a 4096 window, 32x less",
+    needs_training=False,
+)
+utils.claim(
+    torch.equal(render(8, 4, 8)[1]["mask"], sliding_window_mask(8, 4)),
+    "the widget shows the sliding-window mask",
+    needs_training=False,
+)
 
 # %% [markdown]
 # ## 6. Going further: two more ideas, one number each
@@ -782,7 +1081,9 @@ utils.claim(torch.equal(render(8, 4, 8)[1]["mask"], sliding_window_mask(8, 4)), 
 
 # %%
 mla, mha_per_token = 512 + 64, 2 * 128 * 128
-print(f"per token and layer: {mla} numbers cached against {mha_per_token:,}: {mla / mha_per_token:.2%} of the cache")
+print(
+    f"per token and layer: {mla} numbers cached against {mha_per_token:,}: {mla / mha_per_token:.2%} of the cache"
+)
 
 # %% [markdown]
 # **Linear attention** (Katharopoulos et al., 2020, and the recurrent models it led to) replaces
@@ -794,8 +1095,10 @@ print(f"per token and layer: {mla} numbers cached against {mha_per_token:,}: {ml
 
 # %%
 d_lin, n_lin = 64, 4096
-print(f"state {d_lin} x {d_lin} = {d_lin * d_lin:,} numbers against a KV cache of 2 x {n_lin} x {d_lin} = "
-      f"{2 * n_lin * d_lin:,}: {2 * n_lin * d_lin // (d_lin * d_lin)}x smaller, and it stays that size at any n")
+print(
+    f"state {d_lin} x {d_lin} = {d_lin * d_lin:,} numbers against a KV cache of 2 x {n_lin} x {d_lin} = "
+    f"{2 * n_lin * d_lin:,}: {2 * n_lin * d_lin // (d_lin * d_lin)}x smaller, and it stays that size at any n"
+)
 
 # %% [markdown]
 # ## Summary

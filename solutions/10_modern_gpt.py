@@ -112,8 +112,18 @@ from IPython.display import HTML, display
 from utils import cost
 from utils.data import TextCorpus
 from utils.gpt import GPT, bits_per_char, loss_per_position, train_lm
-from utils.modern_gpt import (CausalSelfAttention, ModernConfig, ModernGPT, RMSNorm, attention_mask, cache_bytes, generate,
-                              kv_bytes_per_token, make_feed_forward, make_norm)
+from utils.modern_gpt import (
+    CausalSelfAttention,
+    ModernConfig,
+    ModernGPT,
+    RMSNorm,
+    attention_mask,
+    cache_bytes,
+    generate,
+    kv_bytes_per_token,
+    make_feed_forward,
+    make_norm,
+)
 from utils.plots import PALETTE
 
 
@@ -133,9 +143,13 @@ def count(module: nn.Module) -> int:
 # %%
 corpus = TextCorpus.from_modules()
 V = len(corpus)
-BASE = ModernConfig(vocab_size=V, d_model=64, num_heads=4, num_layers=2, d_ff=256, block_size=64)
-print(f"training text {utils.measured(len(corpus.train) / 1e6, '.2f')} million characters, validation "
-      f"{utils.measured(len(corpus.val) / 1e6, '.2f')} million, {utils.measured(V, '.0f')} symbols")
+BASE = ModernConfig(
+    vocab_size=V, d_model=64, num_heads=4, num_layers=2, d_ff=256, block_size=64
+)
+print(
+    f"training text {utils.measured(len(corpus.train) / 1e6, '.2f')} million characters, validation "
+    f"{utils.measured(len(corpus.val) / 1e6, '.2f')} million, {utils.measured(V, '.0f')} symbols"
+)
 print(BASE)
 
 # %% [markdown]
@@ -187,12 +201,18 @@ if hasattr(nn, "RMSNorm"):  # PyTorch 2.4 and later
         theirs.weight.copy_(weight)
     gap = (rms_norm(x, weight) - theirs(x)).abs().max().item()
     print(f"max |rms_norm - torch.nn.RMSNorm| < 1e-5: {gap < 1e-5}")
-    utils.claim(gap < 1e-5, "rms_norm equals torch.nn.RMSNorm given the same weight", needs_training=False)
+    utils.claim(
+        gap < 1e-5,
+        "rms_norm equals torch.nn.RMSNorm given the same weight",
+        needs_training=False,
+    )
 ln, rms = nn.LayerNorm(64), RMSNorm(64)
 for name, layer in (("LayerNorm", ln), ("RMSNorm", rms)):
     y = layer(x)
-    print(f"{name:>9}: {count(layer)} parameters, output {tuple(y.shape)}, mean of the features "
-          f"{utils.measured(y.mean().item(), '.2f')}, root mean square {utils.measured(y.pow(2).mean().sqrt().item(), '.2f')}")
+    print(
+        f"{name:>9}: {count(layer)} parameters, output {tuple(y.shape)}, mean of the features "
+        f"{utils.measured(y.mean().item(), '.2f')}, root mean square {utils.measured(y.pow(2).mean().sqrt().item(), '.2f')}"
+    )
 
 # %% [markdown]
 # ## 3. SwiGLU instead of the ReLU feed-forward
@@ -214,10 +234,14 @@ for name, layer in (("LayerNorm", ln), ("RMSNorm", rms)):
 swiglu = make_feed_forward(BASE.with_(swiglu=True))
 relu = make_feed_forward(BASE)
 x = torch.randn(2, 5, 64, generator=g)
-print(f"ReLU:   {type(relu).__name__}, hidden {relu.linear1.out_features}, {count(relu):,} parameters, "
-      f"output {tuple(relu(x).shape)}")
-print(f"SwiGLU: {type(swiglu).__name__}, hidden {swiglu.gate_proj.out_features}, {count(swiglu):,} parameters, "
-      f"output {tuple(swiglu(x).shape)} ({count(swiglu) / count(relu):.1%} of ReLU's)")
+print(
+    f"ReLU:   {type(relu).__name__}, hidden {relu.linear1.out_features}, {count(relu):,} parameters, "
+    f"output {tuple(relu(x).shape)}"
+)
+print(
+    f"SwiGLU: {type(swiglu).__name__}, hidden {swiglu.gate_proj.out_features}, {count(swiglu):,} parameters, "
+    f"output {tuple(swiglu(x).shape)} ({count(swiglu) / count(relu):.1%} of ReLU's)"
+)
 
 # %% [markdown]
 # ## 4. RoPE and grouped-query attention, inside the attention layer
@@ -250,12 +274,16 @@ for config in (BASE, BASE.with_(rope=True, num_kv_heads=2)):
     attn = CausalSelfAttention(config)
     x = torch.randn(2, 10, 64, generator=g)  # (B, T, D)
     out, (k, v) = attn(x, torch.arange(10))
-    print(f"rope={config.rope!s:<5} g = {config.kv_heads}: q_proj {tuple(attn.q_proj.weight.shape)}, k_proj "
-          f"{tuple(attn.k_proj.weight.shape)}, {count(attn):,} parameters; output {tuple(out.shape)}, "
-          f"keys and values for the cache {tuple(k.shape)} each")
+    print(
+        f"rope={config.rope!s:<5} g = {config.kv_heads}: q_proj {tuple(attn.q_proj.weight.shape)}, k_proj "
+        f"{tuple(attn.k_proj.weight.shape)}, {count(attn):,} parameters; output {tuple(out.shape)}, "
+        f"keys and values for the cache {tuple(k.shape)} each"
+    )
 model_learned, model_rope = ModernGPT(BASE), ModernGPT(BASE.with_(rope=True))
-print(f"the learned position table: {tuple(model_learned.pos_emb.weight.shape)} = "
-      f"{model_learned.pos_emb.weight.numel():,} parameters; the RoPE model has a position table: {hasattr(model_rope, 'pos_emb')}")
+print(
+    f"the learned position table: {tuple(model_learned.pos_emb.weight.shape)} = "
+    f"{model_learned.pos_emb.weight.numel():,} parameters; the RoPE model has a position table: {hasattr(model_rope, 'pos_emb')}"
+)
 
 # %% [markdown]
 # ### GQA divides the cache by $h/g$, inside the real model
@@ -265,7 +293,8 @@ print(f"the learned position table: {tuple(model_learned.pos_emb.weight.shape)} 
 # cache then holds.
 
 # %%
-prompt = corpus.val[:100][None]  # (1, 100): the first 100 characters of the validation text
+# (1, 100): the first 100 characters of the validation text
+prompt = corpus.val[:100][None]
 kv_bytes = {}
 for kv in (4, 2, 1):
     torch.manual_seed(0)
@@ -273,11 +302,16 @@ for kv in (4, 2, 1):
     with torch.no_grad():
         _, caches = model.step(prompt, [None] * BASE.num_layers, 0)
     kv_bytes[kv] = cache_bytes(caches)
-    print(f"g = {kv}: cache after 100 tokens {cost.format_bytes(kv_bytes[kv]):>9}, "
-          f"{kv_bytes[kv] // 100} bytes per token (2 x layers x g x d_head x 4 bytes = {kv_bytes_per_token(model.config)}), "
-          f"h/g = {BASE.num_heads // kv}, multi-head / this = {kv_bytes[4] / kv_bytes[kv]:g}")
-utils.claim(all(kv_bytes[4] == kv_bytes[kv] * (BASE.num_heads // kv) for kv in kv_bytes),
-            "in the real model, GQA divides the KV cache by exactly h/g", needs_training=False)
+    print(
+        f"g = {kv}: cache after 100 tokens {cost.format_bytes(kv_bytes[kv]):>9}, "
+        f"{kv_bytes[kv] // 100} bytes per token (2 x layers x g x d_head x 4 bytes = {kv_bytes_per_token(model.config)}), "
+        f"h/g = {BASE.num_heads // kv}, multi-head / this = {kv_bytes[4] / kv_bytes[kv]:g}"
+    )
+utils.claim(
+    all(kv_bytes[4] == kv_bytes[kv] * (BASE.num_heads // kv) for kv in kv_bytes),
+    "in the real model, GQA divides the KV cache by exactly h/g",
+    needs_training=False,
+)
 
 
 # %% [markdown]
@@ -296,7 +330,9 @@ utils.claim(all(kv_bytes[4] == kv_bytes[kv] * (BASE.num_heads // kv) for kv in k
 
 # %%
 WINDOW = 32
-print("attention_mask(positions 0..7, window 4): row = query, column = key (■ = may attend)")
+print(
+    "attention_mask(positions 0..7, window 4): row = query, column = key (■ = may attend)"
+)
 for row in attention_mask(torch.arange(8), torch.arange(8), 4):
     print("  " + " ".join("■" if allowed else "·" for allowed in row.tolist()))
 
@@ -384,15 +420,24 @@ rolling_cache = utils.use("10.2", rolling_cache)
 torch.manual_seed(0)
 gpt08 = GPT(V, 64, 4, 2, 256, 64)  # lesson 08's class, untrained
 modern = ModernGPT(BASE, block=ModernBlock)
-modern.load_state_dict(gpt08.state_dict())  # the same names and shapes: nothing to convert
-ids = corpus.val[:4 * 64].view(4, 64)
+# the same names and shapes: nothing to convert
+modern.load_state_dict(gpt08.state_dict())
+ids = corpus.val[: 4 * 64].view(4, 64)
 with torch.no_grad():
     gap = (modern(ids) - gpt08(ids)).abs().max().item()
-print(f"parameters: lesson 08's GPT {utils.measured(count(gpt08), '.0f')}, ModernGPT with every piece off "
-      f"{utils.measured(count(modern), '.0f')}, equal: {count(gpt08) == count(modern)}")
-print(f"max |ModernGPT - lesson 08's GPT| over the logits of 4 windows < 1e-4: {gap < 1e-4}")
-utils.claim(gap < 1e-4 and count(gpt08) == count(modern), "with every piece off, the modern model is lesson 08's GPT: "
-            "the same parameters, the same logits given the same weights", needs_training=False)
+print(
+    f"parameters: lesson 08's GPT {utils.measured(count(gpt08), '.0f')}, ModernGPT with every piece off "
+    f"{utils.measured(count(modern), '.0f')}, equal: {count(gpt08) == count(modern)}"
+)
+print(
+    f"max |ModernGPT - lesson 08's GPT| over the logits of 4 windows < 1e-4: {gap < 1e-4}"
+)
+utils.claim(
+    gap < 1e-4 and count(gpt08) == count(modern),
+    "with every piece off, the modern model is lesson 08's GPT: "
+    "the same parameters, the same logits given the same weights",
+    needs_training=False,
+)
 
 
 # %% [markdown]
@@ -417,16 +462,24 @@ utils.claim(gap < 1e-4 and count(gpt08) == count(modern), "with every piece off,
 # the spread.
 
 # %%
-STEPS, LR, WARMUP, BATCH = utils.budget(500, 40), 3e-3, utils.budget(50, 4), 8  # lesson 08's, but 8 windows a step
-ADDED = {"lesson 08's GPT": {}, "+ RMSNorm": dict(rmsnorm=True), "+ SwiGLU": dict(swiglu=True),
-         "+ RoPE": dict(rope=True), "+ GQA (g = 2)": dict(num_kv_heads=2), f"+ window {WINDOW}": dict(window=WINDOW)}
+# lesson 08's, but 8 windows a step
+STEPS, LR, WARMUP, BATCH = utils.budget(500, 40), 3e-3, utils.budget(50, 4), 8
+ADDED = {
+    "lesson 08's GPT": {},
+    "+ RMSNorm": dict(rmsnorm=True),
+    "+ SwiGLU": dict(swiglu=True),
+    "+ RoPE": dict(rope=True),
+    "+ GQA (g = 2)": dict(num_kv_heads=2),
+    f"+ window {WINDOW}": dict(window=WINDOW),
+}
 configs, config = {}, BASE
 for name, change in ADDED.items():
     config = config.with_(**change)  # each row keeps every piece of the rows above it
     configs[name] = config
 ROWS = list(configs)
 FULL = ROWS[-1]
-val_windows = corpus.windows("val", BASE.block_size, max_windows=utils.budget(600, 60))  # (N, 64), fixed
+# (N, 64), fixed
+val_windows = corpus.windows("val", BASE.block_size, max_windows=utils.budget(600, 60))
 
 
 def train_batch(generator):
@@ -437,14 +490,19 @@ def train_config(config, seed=0, desc="training"):
     """Lesson 08's protocol: seed, build, train on the seeded batches, evaluate -> (model, history, bits)."""
     torch.manual_seed(seed)
     model = ModernGPT(config, block=ModernBlock)
-    history = train_lm(model, train_batch, steps=STEPS, lr=LR, warmup=WARMUP, seed=seed, desc=desc)
+    history = train_lm(
+        model, train_batch, steps=STEPS, lr=LR, warmup=WARMUP, seed=seed, desc=desc
+    )
     return model, history, bits_per_char(model, val_windows)
 
 
 models, histories, bits = {}, {}, {}
 for name in ROWS:
     models[name], histories[name], bits[name] = train_config(configs[name], desc=name)
-seed1 = {name: train_config(configs[name], seed=1, desc=f"{name}, seed 1")[2] for name in (ROWS[0], FULL)}
+seed1 = {
+    name: train_config(configs[name], seed=1, desc=f"{name}, seed 1")[2]
+    for name in (ROWS[0], FULL)
+}
 
 # %% [markdown]
 # Generation speed, measured as the course times everything: each model continues the same 8
@@ -455,14 +513,27 @@ seed1 = {name: train_config(configs[name], seed=1, desc=f"{name}, seed 1")[2] fo
 # is compared with a wider tolerance.
 
 # %% tags=["tolerance-factor=4"]
-gen_prompts = corpus.val[1000:1000 + 8 * 8].view(8, 8)  # (8, 8): 8 prompts of 8 characters
+# (8, 8): 8 prompts of 8 characters
+gen_prompts = corpus.val[1000 : 1000 + 8 * 8].view(8, 8)
 N_NEW = BASE.block_size - gen_prompts.shape[1]
 with cost.single_thread():
-    gen_times = cost.best_times([lambda m=models[name]: generate(m, gen_prompts, N_NEW, temperature=0, roll=rolling_cache)
-                                 for name in ROWS], repeats=utils.budget(4, 2), clock=time.thread_time, warmup=True)
+    gen_times = cost.best_times(
+        [
+            lambda m=models[name]: generate(
+                m, gen_prompts, N_NEW, temperature=0, roll=rolling_cache
+            )
+            for name in ROWS
+        ],
+        repeats=utils.budget(4, 2),
+        clock=time.thread_time,
+        warmup=True,
+    )
 speed = {name: gen_prompts.shape[0] * N_NEW / t for name, t in zip(ROWS, gen_times)}
-print(f"generation, 8 x {N_NEW} tokens with the cache: " + ", ".join(
-    f"{name} {utils.measured(speed[name], '.0f')}" for name in ROWS) + " tokens/s")
+print(
+    f"generation, 8 x {N_NEW} tokens with the cache: "
+    + ", ".join(f"{name} {utils.measured(speed[name], '.0f')}" for name in ROWS)
+    + " tokens/s"
+)
 
 # %% [markdown]
 # The table. The KV cache is counted in float32 (4 bytes a number) for one sequence; "at 4096 tokens"
@@ -481,37 +552,77 @@ def cache_at(config, n):
     return kv_bytes_per_token(config) * min(n, config.window or n)
 
 
-pairs = torch.bincount(corpus.train[:-1] * V + corpus.train[1:], minlength=V * V).double().view(V, V) + 1
-bigram = -(pairs / pairs.sum(1, keepdim=True))[corpus.val[:-1], corpus.val[1:]].log2().mean().item()  # lesson 08's baseline
+pairs = (
+    torch.bincount(corpus.train[:-1] * V + corpus.train[1:], minlength=V * V)
+    .double()
+    .view(V, V)
+    + 1
+)
+# lesson 08's baseline
+bigram = (
+    -(pairs / pairs.sum(1, keepdim=True))[corpus.val[:-1], corpus.val[1:]]
+    .log2()
+    .mean()
+    .item()
+)
 spread = max(abs(bits[ROWS[0]] - seed1[ROWS[0]]), abs(bits[FULL] - seed1[FULL]))
-print(f"{'':<17}{'parameters':>11}{'val bits/char':>15}{'vs row above':>14}{'KV cache/token':>16}"
-      f"{'at 4096 tokens':>16}{'tokens/s':>10}{'vs 08':>7}")
+print(
+    f"{'':<17}{'parameters':>11}{'val bits/char':>15}{'vs row above':>14}{'KV cache/token':>16}"
+    f"{'at 4096 tokens':>16}{'tokens/s':>10}{'vs 08':>7}"
+)
 for i, name in enumerate(ROWS):
-    delta = utils.measured(bits[name] - bits[ROWS[i - 1]], '+.3f') if i else ""
+    delta = utils.measured(bits[name] - bits[ROWS[i - 1]], "+.3f") if i else ""
     at_long = cache_at(configs[name], LONG_N)
-    print(f"{name:<17}{utils.measured(count(models[name]), '.0f'):>11}{utils.measured(bits[name], '.3f'):>15}"
-          f"{delta:>14}{kv_bytes_per_token(configs[name]):>12,} B{(cost.format_bytes(at_long) if at_long else 'cannot run'):>16}"
-          f"{utils.measured(speed[name], '.0f'):>10}{utils.measured(speed[name] / speed[ROWS[0]], '.2f'):>7}")
+    print(
+        f"{name:<17}{utils.measured(count(models[name]), '.0f'):>11}{utils.measured(bits[name], '.3f'):>15}"
+        f"{delta:>14}{kv_bytes_per_token(configs[name]):>12,} B{(cost.format_bytes(at_long) if at_long else 'cannot run'):>16}"
+        f"{utils.measured(speed[name], '.0f'):>10}{utils.measured(speed[name] / speed[ROWS[0]], '.2f'):>7}"
+    )
 print(f"\nlesson 08's bigram baseline: {utils.measured(bigram, '.3f')} bits/char")
-print(f"seed 1: lesson 08's GPT {utils.measured(seed1[ROWS[0]], '.3f')}, full model {utils.measured(seed1[FULL], '.3f')} "
-      f"bits/char; the spread over seeds (the larger difference) {utils.measured(spread, '.3f')}")
-print(f"full model against lesson 08's GPT: {utils.measured(bits[FULL] - bits[ROWS[0]], '+.3f')} bits/char "
-      f"(seed 0), {utils.measured(seed1[FULL] - seed1[ROWS[0]], '+.3f')} (seed 1)")
-utils.claim(max(bits[FULL] - bits[ROWS[0]], seed1[FULL] - seed1[ROWS[0]]) < -0.3,
-            "with both seeds, the full modern model beats lesson 08's GPT by more than 0.3 bits per character")
-utils.claim(abs(bits["+ RMSNorm"] - bits[ROWS[0]]) < max(0.05, spread),
-            "RMSNorm changes the loss by less than the spread over seeds: a null result")
-utils.claim(bits["+ SwiGLU"] < bits["+ RMSNorm"], "SwiGLU lowers the loss (by how much, compare with the spread)")
-utils.claim(bits["+ RoPE"] < bits["+ SwiGLU"] - max(0.2, 2 * spread),
-            "RoPE buys the most: over 0.2 bits per character, and over twice the spread over seeds")
-utils.claim(bits["+ GQA (g = 2)"] - bits["+ RoPE"] < max(0.1, spread),
-            "GQA halves the KV cache for a small cost, if any: less than 0.1 bits per character, or the spread")
-utils.claim(bits[FULL] - bits["+ GQA (g = 2)"] < 0.05, "the window costs nothing measurable (less than 0.05 bits per "
-            "character) at this context length")
-utils.claim(speed[FULL] < 0.9 * speed[ROWS[0]] and speed["+ RMSNorm"] < 1.02 * speed[ROWS[0]], "at this size the full "
-            "model generates more slowly than lesson 08's GPT, and RMSNorm alone is not faster", needs_training=False)
-utils.claim(all(count(models[name]) / count(models[ROWS[0]]) > 0.85 for name in ROWS),
-            "the parameters stay comparable: every model has at least 85% of lesson 08's", needs_training=False)
+print(
+    f"seed 1: lesson 08's GPT {utils.measured(seed1[ROWS[0]], '.3f')}, full model {utils.measured(seed1[FULL], '.3f')} "
+    f"bits/char; the spread over seeds (the larger difference) {utils.measured(spread, '.3f')}"
+)
+print(
+    f"full model against lesson 08's GPT: {utils.measured(bits[FULL] - bits[ROWS[0]], '+.3f')} bits/char "
+    f"(seed 0), {utils.measured(seed1[FULL] - seed1[ROWS[0]], '+.3f')} (seed 1)"
+)
+utils.claim(
+    max(bits[FULL] - bits[ROWS[0]], seed1[FULL] - seed1[ROWS[0]]) < -0.3,
+    "with both seeds, the full modern model beats lesson 08's GPT by more than 0.3 bits per character",
+)
+utils.claim(
+    abs(bits["+ RMSNorm"] - bits[ROWS[0]]) < max(0.05, spread),
+    "RMSNorm changes the loss by less than the spread over seeds: a null result",
+)
+utils.claim(
+    bits["+ SwiGLU"] < bits["+ RMSNorm"],
+    "SwiGLU lowers the loss (by how much, compare with the spread)",
+)
+utils.claim(
+    bits["+ RoPE"] < bits["+ SwiGLU"] - max(0.2, 2 * spread),
+    "RoPE buys the most: over 0.2 bits per character, and over twice the spread over seeds",
+)
+utils.claim(
+    bits["+ GQA (g = 2)"] - bits["+ RoPE"] < max(0.1, spread),
+    "GQA halves the KV cache for a small cost, if any: less than 0.1 bits per character, or the spread",
+)
+utils.claim(
+    bits[FULL] - bits["+ GQA (g = 2)"] < 0.05,
+    "the window costs nothing measurable (less than 0.05 bits per "
+    "character) at this context length",
+)
+utils.claim(
+    speed[FULL] < 0.9 * speed[ROWS[0]] and speed["+ RMSNorm"] < 1.02 * speed[ROWS[0]],
+    "at this size the full "
+    "model generates more slowly than lesson 08's GPT, and RMSNorm alone is not faster",
+    needs_training=False,
+)
+utils.claim(
+    all(count(models[name]) / count(models[ROWS[0]]) > 0.85 for name in ROWS),
+    "the parameters stay comparable: every model has at least 85% of lesson 08's",
+    needs_training=False,
+)
 
 # %% [markdown]
 # The cell compares each row with the one above it; the figure shows the same numbers, and how
@@ -520,23 +631,51 @@ utils.claim(all(count(models[name]) / count(models[ROWS[0]]) > 0.85 for name in 
 # %%
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12.5, 4.2))
 xs = np.arange(len(ROWS))
-ax1.bar(xs, [bits[n] for n in ROWS], color=[PALETTE[i % len(PALETTE)] for i in range(len(ROWS))], width=0.6)
-ax1.plot([0, len(ROWS) - 1], [seed1[ROWS[0]], seed1[FULL]], "kx", markersize=9, label="seed 1")
+ax1.bar(
+    xs,
+    [bits[n] for n in ROWS],
+    color=[PALETTE[i % len(PALETTE)] for i in range(len(ROWS))],
+    width=0.6,
+)
+ax1.plot(
+    [0, len(ROWS) - 1],
+    [seed1[ROWS[0]], seed1[FULL]],
+    "kx",
+    markersize=9,
+    label="seed 1",
+)
 ax1.axhline(bigram, color="grey", linestyle=":", label="bigram baseline")
 for i, name in enumerate(ROWS):
-    ax1.text(i, bits[name] - 0.07, f"{bits[name]:.2f}", ha="center", fontsize=8, color="white")
+    ax1.text(
+        i,
+        bits[name] - 0.07,
+        f"{bits[name]:.2f}",
+        ha="center",
+        fontsize=8,
+        color="white",
+    )
 low = min(min(bits.values()), *seed1.values())
 ax1.set_ylim(low - 0.3, max(max(bits.values()), *seed1.values(), bigram) + 0.35)
 ax1.set_xticks(xs, [n.replace(" (g = 2)", "") for n in ROWS], rotation=20, ha="right")
-ax1.set(ylabel="validation bits per character", title=f"Adding one piece at a time ({STEPS} steps of {BATCH} windows)")
+ax1.set(
+    ylabel="validation bits per character",
+    title=f"Adding one piece at a time ({STEPS} steps of {BATCH} windows)",
+)
 ax1.legend(loc="upper right", ncol=2)
 for i, name in enumerate(ROWS):
     losses = np.asarray(histories[name].losses) / math.log(2)
     k = min(20, len(losses))
-    ax2.plot(np.arange(k - 1, len(losses)), np.convolve(losses, np.ones(k) / k, mode="valid"), color=PALETTE[i % len(PALETTE)],
-             label=name)
-ax2.set(xlabel="training step", ylabel="training loss (bits per character)\nmoving average over 20 steps",
-        title="Training loss, one curve per row")
+    ax2.plot(
+        np.arange(k - 1, len(losses)),
+        np.convolve(losses, np.ones(k) / k, mode="valid"),
+        color=PALETTE[i % len(PALETTE)],
+        label=name,
+    )
+ax2.set(
+    xlabel="training step",
+    ylabel="training loss (bits per character)\nmoving average over 20 steps",
+    title="Training loss, one curve per row",
+)
 ax2.legend(fontsize=8)
 fig.tight_layout()
 
@@ -577,9 +716,13 @@ fig.tight_layout()
 
 # %%
 LONG_T = 256
-long_windows = corpus.windows("val", LONG_T, max_windows=utils.budget(64, 8))  # (N, 256)
+# (N, 256)
+long_windows = corpus.windows("val", LONG_T, max_windows=utils.budget(64, 8))
 runs = {}
-for name, model in (("lesson 08's GPT (its own class)", gpt08), (ROWS[0] + " (trained above)", models[ROWS[0]])):
+for name, model in (
+    ("lesson 08's GPT (its own class)", gpt08),
+    (ROWS[0] + " (trained above)", models[ROWS[0]]),
+):
     try:
         with torch.no_grad():
             model(long_windows[:1])
@@ -587,36 +730,77 @@ for name, model in (("lesson 08's GPT (its own class)", gpt08), (ROWS[0] + " (tr
         print(f"{name}: runs on {LONG_T} characters")
     except (IndexError, ValueError) as err:
         runs[name] = False
-        print(f"{name} on {LONG_T} characters: cannot run, {type(err).__name__}"
-              + (f": {err}" if isinstance(err, ValueError) else " (position 64 has no row in the table)"))
-utils.claim(not any(runs.values()), f"learned positions cannot run past block_size = {BASE.block_size}",
-            needs_training=False)
+        print(
+            f"{name} on {LONG_T} characters: cannot run, {type(err).__name__}"
+            + (
+                f": {err}"
+                if isinstance(err, ValueError)
+                else " (position 64 has no row in the table)"
+            )
+        )
+utils.claim(
+    not any(runs.values()),
+    f"learned positions cannot run past block_size = {BASE.block_size}",
+    needs_training=False,
+)
 
 NO_WINDOW = ROWS[-2]
-per_position = {name: loss_per_position(models[name], long_windows) / math.log(2) for name in (NO_WINDOW, FULL)}
+per_position = {
+    name: loss_per_position(models[name], long_windows) / math.log(2)
+    for name in (NO_WINDOW, FULL)
+}
 within, beyond = {}, {}
 for name, loss in per_position.items():
-    within[name], beyond[name] = loss[:BASE.block_size].mean().item(), loss[BASE.block_size:].mean().item()
-    print(f"{name:<15}: bits/char at positions 0-63 (trained) {utils.measured(within[name], '.3f')}, "
-          f"at 64-255 (never trained) {utils.measured(beyond[name], '.3f')}")
-utils.claim(beyond[FULL] < within[FULL] + 0.05, "with the window, the model reads texts four times longer than it was "
-            "trained on as well as the trained length (the loss beyond position 64 is no more than 0.05 bits higher)")
-near, far = (per_position[NO_WINDOW][a:b].mean().item() for a, b in ((64, 128), (192, 256)))
-print(f"{NO_WINDOW:<15}: at positions 64-127 {utils.measured(near, '.3f')}, at 192-255 {utils.measured(far, '.3f')}")
-utils.claim(beyond[NO_WINDOW] > within[NO_WINDOW] + 0.15 and far > near + 0.2, "with RoPE alone, the loss beyond the "
-            "trained length is markedly worse (over 0.15 bits per character), and the further out, the worse")
+    within[name], beyond[name] = (
+        loss[: BASE.block_size].mean().item(),
+        loss[BASE.block_size :].mean().item(),
+    )
+    print(
+        f"{name:<15}: bits/char at positions 0-63 (trained) {utils.measured(within[name], '.3f')}, "
+        f"at 64-255 (never trained) {utils.measured(beyond[name], '.3f')}"
+    )
+utils.claim(
+    beyond[FULL] < within[FULL] + 0.05,
+    "with the window, the model reads texts four times longer than it was "
+    "trained on as well as the trained length (the loss beyond position 64 is no more than 0.05 bits higher)",
+)
+near, far = (
+    per_position[NO_WINDOW][a:b].mean().item() for a, b in ((64, 128), (192, 256))
+)
+print(
+    f"{NO_WINDOW:<15}: at positions 64-127 {utils.measured(near, '.3f')}, at 192-255 {utils.measured(far, '.3f')}"
+)
+utils.claim(
+    beyond[NO_WINDOW] > within[NO_WINDOW] + 0.15 and far > near + 0.2,
+    "with RoPE alone, the loss beyond the "
+    "trained length is markedly worse (over 0.15 bits per character), and the further out, the worse",
+)
 
 # %%
 fig, ax = plt.subplots(figsize=(8, 4))
 k = 8  # a moving average over 8 positions, to see through the noise
-smooth = lambda y: np.convolve(np.asarray(y), np.ones(k) / k, mode="valid")  # noqa: E731
-learned = loss_per_position(models[ROWS[0]], long_windows[:, :BASE.block_size]) / math.log(2)
-for i, (name, loss) in enumerate([(ROWS[0], learned), (NO_WINDOW + " (RoPE, no window)", per_position[NO_WINDOW]),
-                                   (FULL + " (full)", per_position[FULL])]):
+# noqa: E731
+smooth = lambda y: np.convolve(np.asarray(y), np.ones(k) / k, mode="valid")
+learned = loss_per_position(
+    models[ROWS[0]], long_windows[:, : BASE.block_size]
+) / math.log(2)
+for i, (name, loss) in enumerate(
+    [
+        (ROWS[0], learned),
+        (NO_WINDOW + " (RoPE, no window)", per_position[NO_WINDOW]),
+        (FULL + " (full)", per_position[FULL]),
+    ]
+):
     ax.plot(np.arange(k - 1, len(loss)), smooth(loss), color=PALETTE[i], label=name)
-ax.axvline(BASE.block_size - 0.5, color="grey", linestyle=":", label="trained length (64)")
-ax.set(xlabel="position in the text (characters)", ylabel="loss (bits per character)\nmoving average over 8 positions",
-       title="Loss at each position of 256-character texts", xlim=(0, LONG_T))
+ax.axvline(
+    BASE.block_size - 0.5, color="grey", linestyle=":", label="trained length (64)"
+)
+ax.set(
+    xlabel="position in the text (characters)",
+    ylabel="loss (bits per character)\nmoving average over 8 positions",
+    title="Loss at each position of 256-character texts",
+    xlim=(0, LONG_T),
+)
 ax.legend(fontsize=8)
 fig.tight_layout()
 
@@ -640,23 +824,46 @@ fig.tight_layout()
 
 # %%
 full_model, no_window = models[FULL], models[NO_WINDOW]
-prompts = corpus.val[2000:2000 + 4 * 8].view(4, 8)  # (4, 8)
+prompts = corpus.val[2000 : 2000 + 4 * 8].view(4, 8)  # (4, 8)
 same, worst = [], 0.0
 for n_new in (WINDOW - prompts.shape[1], utils.budget(100, 40)):
     for kw in ({"temperature": 0}, {"temperature": 1.0, "top_k": 20}):
-        a, la = generate(full_model, prompts, n_new, generator=torch.Generator().manual_seed(1), roll=rolling_cache,
-                         return_logits=True, **kw)
-        b, lb = generate(full_model, prompts, n_new, generator=torch.Generator().manual_seed(1), use_cache=False,
-                         return_logits=True, **kw)
+        a, la = generate(
+            full_model,
+            prompts,
+            n_new,
+            generator=torch.Generator().manual_seed(1),
+            roll=rolling_cache,
+            return_logits=True,
+            **kw,
+        )
+        b, lb = generate(
+            full_model,
+            prompts,
+            n_new,
+            generator=torch.Generator().manual_seed(1),
+            use_cache=False,
+            return_logits=True,
+            **kw,
+        )
         same.append(torch.equal(a, b))
         worst = max(worst, (la - lb).abs().max().item())
-    print(f"{prompts.shape[1]} + {n_new} tokens ({'within' if prompts.shape[1] + n_new <= WINDOW else 'beyond'} the window): "
-          f"the same tokens with the rolling cache and without any cache (greedy, sampled): {same[-2:]}")
+    print(
+        f"{prompts.shape[1]} + {n_new} tokens ({'within' if prompts.shape[1] + n_new <= WINDOW else 'beyond'} the window): "
+        f"the same tokens with the rolling cache and without any cache (greedy, sampled): {same[-2:]}"
+    )
 print(f"largest difference between their logits < 1e-4: {worst < 1e-4}")
-utils.claim(all(same[:2]), "while the text fits the window, the rolling cache gives exactly the tokens of generation "
-            "without a cache", needs_training=False)
-utils.claim(worst < 1e-4, "beyond the window too, the rolling cache computes the model's own logits (within 1e-4)",
-            needs_training=False)
+utils.claim(
+    all(same[:2]),
+    "while the text fits the window, the rolling cache gives exactly the tokens of generation "
+    "without a cache",
+    needs_training=False,
+)
+utils.claim(
+    worst < 1e-4,
+    "beyond the window too, the rolling cache computes the model's own logits (within 1e-4)",
+    needs_training=False,
+)
 
 # %% [markdown]
 # Now the memory. One sequence, 248 new characters after an 8-character prompt: after every step we
@@ -668,42 +875,83 @@ utils.claim(worst < 1e-4, "beyond the window too, the rolling cache computes the
 steps_long = utils.budget(248, 56)
 held = {FULL: [], NO_WINDOW: []}
 for name, model in ((FULL, full_model), (NO_WINDOW, no_window)):
-    generate(model, prompts[:1], steps_long, temperature=0, roll=rolling_cache,
-             on_step=lambda caches, name=name: held[name].append(cache_bytes(caches)))
+    generate(
+        model,
+        prompts[:1],
+        steps_long,
+        temperature=0,
+        roll=rolling_cache,
+        on_step=lambda caches, name=name: held[name].append(cache_bytes(caches)),
+    )
 per_token = kv_bytes_per_token(configs[FULL])
-rolling_ok = all(b == per_token * min(t, WINDOW) for t, b in enumerate(held[FULL], start=prompts.shape[1]))
-growing_ok = all(b == per_token * t for t, b in enumerate(held[NO_WINDOW], start=prompts.shape[1]))
-print(f"after {prompts.shape[1] + steps_long} tokens: rolling cache {cost.format_bytes(held[FULL][-1])} "
-      f"({WINDOW} positions x {per_token} bytes), growing cache {cost.format_bytes(held[NO_WINDOW][-1])}")
-print(f"rolling cache = {per_token} bytes x min(tokens, {WINDOW}) after every step: {rolling_ok}; "
-      f"growing cache = {per_token} bytes x tokens: {growing_ok}")
-utils.claim(rolling_ok and growing_ok, "the rolling cache holds the last 32 positions and stops growing; "
-            "without a window the cache grows with every token", needs_training=False)
+rolling_ok = all(
+    b == per_token * min(t, WINDOW)
+    for t, b in enumerate(held[FULL], start=prompts.shape[1])
+)
+growing_ok = all(
+    b == per_token * t for t, b in enumerate(held[NO_WINDOW], start=prompts.shape[1])
+)
+print(
+    f"after {prompts.shape[1] + steps_long} tokens: rolling cache {cost.format_bytes(held[FULL][-1])} "
+    f"({WINDOW} positions x {per_token} bytes), growing cache {cost.format_bytes(held[NO_WINDOW][-1])}"
+)
+print(
+    f"rolling cache = {per_token} bytes x min(tokens, {WINDOW}) after every step: {rolling_ok}; "
+    f"growing cache = {per_token} bytes x tokens: {growing_ok}"
+)
+utils.claim(
+    rolling_ok and growing_ok,
+    "the rolling cache holds the last 32 positions and stops growing; "
+    "without a window the cache grows with every token",
+    needs_training=False,
+)
 
 
 def step_peak(model, n):
     """Peak bytes of one generation step after n tokens of text (the caches filled by the prompt first)."""
-    text = corpus.val[:n + 1][None]  # (1, n + 1)
+    text = corpus.val[: n + 1][None]  # (1, n + 1)
     with torch.no_grad():
-        _, caches = model.step(text[:, :n], [None] * len(model.blocks), 0, rolling_cache)
+        _, caches = model.step(
+            text[:, :n], [None] * len(model.blocks), 0, rolling_cache
+        )
     return cost.peak_memory(lambda: model.step(text[:, n:], caches, n, rolling_cache))
 
 
 AT = (64, 256, 1024)
-peaks = {name: [step_peak(model, n) for n in AT] for name, model in ((FULL, full_model), (NO_WINDOW, no_window))}
+peaks = {
+    name: [step_peak(model, n) for n in AT]
+    for name, model in ((FULL, full_model), (NO_WINDOW, no_window))
+}
 for name, p in peaks.items():
-    print(f"{name:<15}: one step's peak memory after " + ", ".join(
-        f"{n} tokens {utils.measured(b / 1024, '.1f')} KiB" for n, b in zip(AT, p)))
-utils.claim(max(peaks[FULL]) <= 1.01 * min(peaks[FULL]) and peaks[NO_WINDOW][-1] > 4 * peaks[NO_WINDOW][0],
-            "measured by the profiler, a step's memory with the rolling cache is the same at 64 and 1024 tokens, and "
-            "without a window it grows (over 4x)", needs_training=False)
+    print(
+        f"{name:<15}: one step's peak memory after "
+        + ", ".join(
+            f"{n} tokens {utils.measured(b / 1024, '.1f')} KiB" for n, b in zip(AT, p)
+        )
+    )
+utils.claim(
+    max(peaks[FULL]) <= 1.01 * min(peaks[FULL])
+    and peaks[NO_WINDOW][-1] > 4 * peaks[NO_WINDOW][0],
+    "measured by the profiler, a step's memory with the rolling cache is the same at 64 and 1024 tokens, and "
+    "without a window it grows (over 4x)",
+    needs_training=False,
+)
 
 # %%
 fig, ax = plt.subplots(figsize=(7, 3.6))
 tokens = np.arange(prompts.shape[1], prompts.shape[1] + steps_long) + 1
-for i, (name, label) in enumerate(((NO_WINDOW, "no window: the cache grows"), (FULL, f"window {WINDOW}: rolling cache"))):
+for i, (name, label) in enumerate(
+    (
+        (NO_WINDOW, "no window: the cache grows"),
+        (FULL, f"window {WINDOW}: rolling cache"),
+    )
+):
     ax.plot(tokens, np.asarray(held[name]) / 1024, color=PALETTE[i + 1], label=label)
-ax.set(xlabel="tokens in the text", ylabel="KV cache of one sequence (KiB)", title="The KV cache during generation")
+ax.set(
+    xlabel="tokens in the text",
+    ylabel="KV cache of one sequence (KiB)",
+    title="The KV cache during generation",
+)
 ax.legend()
 fig.tight_layout()
 
@@ -716,10 +964,22 @@ fig.tight_layout()
 # says so, and how to train it.
 
 # %%
-PIECES = {"RMSNorm": "rmsnorm", "SwiGLU": "swiglu", "RoPE": "rope", "GQA": "num_kv_heads", "window": "window"}
+PIECES = {
+    "RMSNorm": "rmsnorm",
+    "SwiGLU": "swiglu",
+    "RoPE": "rope",
+    "GQA": "num_kv_heads",
+    "window": "window",
+}
 
 
-def render(pieces=(), prompt: str = "def ", temperature: float = 0.8, seed: int = 0, length: int = 80):
+def render(
+    pieces=(),
+    prompt: str = "def ",
+    temperature: float = 0.8,
+    seed: int = 0,
+    length: int = 80,
+):
     """HTML for the model with exactly ``pieces`` (names from PIECES) switched on, and what it shows.
 
     Returns (html, info); info has "row" (the table's row, None when not trained), "generated" (the number of
@@ -727,30 +987,47 @@ def render(pieces=(), prompt: str = "def ", temperature: float = 0.8, seed: int 
     """
     unknown = [p for p in pieces if p not in PIECES]
     if unknown:
-        return f"<p>Unknown piece(s) {html.escape(', '.join(map(str, unknown)))}: choose from {', '.join(PIECES)}.</p>", \
-            {"row": None, "generated": 0, "bits": None}
+        return (
+            f"<p>Unknown piece(s) {html.escape(', '.join(map(str, unknown)))}: choose from {', '.join(PIECES)}.</p>",
+            {"row": None, "generated": 0, "bits": None},
+        )
     chosen = [p for p in PIECES if p in pieces]
-    row = ROWS[len(chosen)] if chosen == list(PIECES)[:len(chosen)] else None
+    row = ROWS[len(chosen)] if chosen == list(PIECES)[: len(chosen)] else None
     if row is None:
-        changes = ", ".join(f"{PIECES[p]}={dict(GQA=2, window=WINDOW).get(p, True)}" for p in chosen)
-        return (f"<p>This lesson trained the pieces in order ({' → '.join(PIECES)}), so it has no model with exactly "
-                f"{html.escape(' + '.join(chosen))}. Train it yourself, as long as one row of the table took:</p>"
-                f"<pre>model, history, bits = train_config(BASE.with_({changes}))</pre>"), {"row": None, "generated": 0, "bits": None}
+        changes = ", ".join(
+            f"{PIECES[p]}={dict(GQA=2, window=WINDOW).get(p, True)}" for p in chosen
+        )
+        return (
+            f"<p>This lesson trained the pieces in order ({' → '.join(PIECES)}), so it has no model with exactly "
+            f"{html.escape(' + '.join(chosen))}. Train it yourself, as long as one row of the table took:</p>"
+            f"<pre>model, history, bits = train_config(BASE.with_({changes}))</pre>"
+        ), {"row": None, "generated": 0, "bits": None}
     model, config = models[row], configs[row]
-    cells = (f"<tr><th>model</th><td>{html.escape(row)}</td></tr><tr><th>parameters</th><td>{count(model):,}</td></tr>"
-             f"<tr><th>validation bits per character</th><td>{bits[row]:.3f}</td></tr>"
-             f"<tr><th>KV cache per token</th><td>{kv_bytes_per_token(config):,} bytes</td></tr>"
-             f"<tr><th>KV cache at {LONG_N} tokens</th><td>{cost.format_bytes(cache_at(config, LONG_N)) if cache_at(config, LONG_N) else 'cannot run'}</td></tr>"
-             f"<tr><th>generation</th><td>{speed[row]:.0f} tokens/s here</td></tr>")
+    cells = (
+        f"<tr><th>model</th><td>{html.escape(row)}</td></tr><tr><th>parameters</th><td>{count(model):,}</td></tr>"
+        f"<tr><th>validation bits per character</th><td>{bits[row]:.3f}</td></tr>"
+        f"<tr><th>KV cache per token</th><td>{kv_bytes_per_token(config):,} bytes</td></tr>"
+        f"<tr><th>KV cache at {LONG_N} tokens</th><td>{cost.format_bytes(cache_at(config, LONG_N)) if cache_at(config, LONG_N) else 'cannot run'}</td></tr>"
+        f"<tr><th>generation</th><td>{speed[row]:.0f} tokens/s here</td></tr>"
+    )
     if not prompt or any(c not in corpus.stoi for c in prompt):
         sample = "<p>Type a prompt of characters the model knows (Python source), e.g. <code>def </code>.</p>"
         n = 0
     else:
-        ids = generate(model, corpus.encode(prompt)[None], length, temperature=temperature,
-                       generator=torch.Generator().manual_seed(seed), use_cache=config.rope, roll=rolling_cache)
+        ids = generate(
+            model,
+            corpus.encode(prompt)[None],
+            length,
+            temperature=temperature,
+            generator=torch.Generator().manual_seed(seed),
+            use_cache=config.rope,
+            roll=rolling_cache,
+        )
         n = ids.shape[1] - len(prompt)
-        sample = (f"<pre style='font-size:13px'><b>{html.escape(prompt)}</b>"
-                  f"{html.escape(corpus.decode(ids[0, len(prompt):]))}</pre>")
+        sample = (
+            f"<pre style='font-size:13px'><b>{html.escape(prompt)}</b>"
+            f"{html.escape(corpus.decode(ids[0, len(prompt) :]))}</pre>"
+        )
     page = f"<table>{cells}</table>{sample}"
     return page, {"row": row, "generated": n, "bits": bits[row]}
 
@@ -758,14 +1035,21 @@ def render(pieces=(), prompt: str = "def ", temperature: float = 0.8, seed: int 
 # %%
 # NBVAL_IGNORE_OUTPUT
 def show(rmsnorm, swiglu, rope, gqa, window, prompt, seed):
-    chosen = [name for name, on in zip(PIECES, (rmsnorm, swiglu, rope, gqa, window)) if on]
+    chosen = [
+        name for name, on in zip(PIECES, (rmsnorm, swiglu, rope, gqa, window)) if on
+    ]
     display(HTML(render(chosen, prompt, seed=seed)[0]))
 
 
-widgets.interactive(show, **{key: widgets.Checkbox(value=True, description=name)
-                             for key, name in zip(("rmsnorm", "swiglu", "rope", "gqa", "window"), PIECES)},
-                    prompt=widgets.Text(value="def ", description="prompt"),
-                    seed=widgets.IntSlider(min=0, max=20, value=0, description="seed"))
+widgets.interactive(
+    show,
+    **{
+        key: widgets.Checkbox(value=True, description=name)
+        for key, name in zip(("rmsnorm", "swiglu", "rope", "gqa", "window"), PIECES)
+    },
+    prompt=widgets.Text(value="def ", description="prompt"),
+    seed=widgets.IntSlider(min=0, max=20, value=0, description="seed"),
+)
 
 # %% [markdown]
 # The same view without the widget: every trained row, a combination the lesson did not train, and
@@ -774,8 +1058,10 @@ widgets.interactive(show, **{key: widgets.Checkbox(value=True, description=name)
 # %%
 for i in range(len(ROWS)):
     page, info = render(list(PIECES)[:i], seed=1)
-    print(f"{', '.join(list(PIECES)[:i]) or 'no piece':<37} -> row {info['row']!r}: {info['generated']} characters "
-          f"sampled; its row shows the table's bits per character: {format(info['bits'], '.3f') in page}")
+    print(
+        f"{', '.join(list(PIECES)[:i]) or 'no piece':<37} -> row {info['row']!r}: {info['generated']} characters "
+        f"sampled; its row shows the table's bits per character: {format(info['bits'], '.3f') in page}"
+    )
 print(render(["RoPE", "window"])[0])
 print(render(["Dropout"])[0])
 
