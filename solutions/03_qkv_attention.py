@@ -788,7 +788,7 @@ utils.claim(
 # (right) every row finds the largest symbol of the whole sequence.
 
 # %%
-one = task.sample(1, torch.Generator().manual_seed(7), length=10).to(dev)
+one = task.sample(1, torch.Generator().manual_seed(7), length=10)
 symbols = task.vocab.decode(one.src[0])
 fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
 for ax, causal in zip(axes, (True, False)):
@@ -817,7 +817,7 @@ plt.tight_layout()
 # At a low temperature the softmax becomes a hard look-up; at a high one it averages everything.
 
 # %%
-examples = task.sample(8, torch.Generator().manual_seed(11), length=10).to(dev)
+examples = task.sample(8, torch.Generator().manual_seed(11), length=10)
 # A sequence whose running maximum at query 5 is not yet its overall maximum: there the
 # causal mask matters.
 first = next(

@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     cell_metadata_filter: tags,-all
+#     cell_metadata_filter: tags,cellView,jupyter,-all
 #     formats: ipynb,py:percent
 #     notebook_metadata_filter: kernelspec,-jupytext.text_representation.jupytext_version
 #     text_representation:
@@ -52,9 +52,12 @@
 # the end even before you finish: later cells use the course's reference code until yours passes its
 # check.
 
-# %%
-# Setup: runs unchanged locally, on Binder and on Colab.
+# %% cellView="form" jupyter={"source_hidden": true}
+# @title Setup: the course's code and a check of your library versions (click to show)
+# Runs unchanged locally, on Binder and on Colab. Folded by its cell metadata (tools/make_exercises.py).
+import importlib.util
 import os
+import runpy
 import subprocess
 import sys
 
@@ -90,6 +93,9 @@ if "google.colab" in sys.modules:  # Colab: fetch the course's code; install not
     sys.path.insert(0, fetch_course())
 else:
     sys.path.insert(0, os.path.abspath(".."))  # the repository root, for `import utils`
+course = importlib.util.find_spec("utils")  # where `import utils` will look (finding it imports nothing)
+if course:  # before anything can fail: say if a library is outside the versions the course supports
+    runpy.run_path(os.path.join(os.path.dirname(course.origin), "versions.py"))["check_versions"]()
 
 import utils
 

@@ -24,9 +24,8 @@ buttons, and at least the figures the notebook stored. ``test_the_checks_catch_e
 proves the checks fail on a page that has each of these faults. Without Chromium the browser
 tests are skipped, except under ``CI``.
 
-Two tests wait for the lead (marked ``xfail(strict=True)``, so that they fail once the work is
-done and the mark must go): the lessons' code formatted (``python -m tools.format_lessons``),
-and the lessons in :data:`PENDING_REBUILD` rebuilt with the progress bars of ``utils/progress.py``.
+Two tests read the stored lessons: their code is formatted (``python -m tools.format_lessons``),
+and no finished progress bar left anything but its summary line (``utils/progress.py``).
 """
 from __future__ import annotations
 
@@ -57,7 +56,6 @@ PAGE_TIMEOUT = 60  # s: load a page and typeset its maths
 DESKTOP, PHONE = {"width": 1366, "height": 900}, {"width": 390, "height": 844}
 # Lessons whose stored notebook predates utils/progress.py (still holds tqdm's widget snapshots).
 # The lead rebuilds every lesson after merging (python -m tools.build_solutions) and empties this set.
-PENDING_REBUILD = {"01", "02", "05", "06", "07", "08", "09"}
 
 # Run in the page once it has loaded: what a reader would see wrong, apart from the console.
 INSPECT_JS = r"""async () => {
@@ -380,8 +378,6 @@ def test_code_column_holds_the_formatted_line_length(seen):
     assert all(c and c >= LINE_LENGTH for c in columns.values()), f"characters per code line at 1366 px: {columns}"
 
 
-@pytest.mark.xfail(strict=True, reason="the lead formats the lessons after merging (python -m tools.format_lessons), "
-                   "then removes this mark")
 def test_lessons_code_is_formatted():
     """Every lesson's code cells are as ``ruff format`` (pyproject.toml) writes them."""
     from tools.format_lessons import format_lessons
@@ -406,9 +402,7 @@ def progress_remnants(nb) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("stem", [pytest.param(s, marks=pytest.mark.xfail(
-    strict=True, reason="stored before utils/progress.py: the lead rebuilds it, then removes it from PENDING_REBUILD"))
-    if s[:2] in PENDING_REBUILD else s for s in LESSONS])
+@pytest.mark.parametrize("stem", LESSONS)
 def test_solution_notebook_has_no_progress_bar_remnant(stem):
     found = progress_remnants(nbformat.read(ROOT / "solutions" / f"{stem}.ipynb", 4))
     assert not found, f"{stem}: a finished loop should leave one summary line (utils.progress), not:\n" + "\n".join(found)
