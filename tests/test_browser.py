@@ -2,8 +2,9 @@
 
 nbval proves that the cells execute; it does not prove that a learner sees the lesson work. A
 widget can execute fine and still show "Loading widget..." or a model error in JupyterLab. This
-test starts JupyterLab from the project's environment on a copy of every lesson (solutions/ and
-the unfilled notebooks/, found by glob), opens each in Debian's Chromium driven by Playwright,
+test starts JupyterLab from the project's environment on a copy of every lesson (the unfilled
+notebooks/ that learners open, found by glob; with ``COURSE_BROWSER_FOLDERS=solutions,notebooks``
+the solution notebooks too), opens each in Debian's Chromium driven by Playwright,
 runs Run > Run All Cells in the quick setting (COURSE_QUICK=1), waits for the kernel to be idle,
 and asserts:
 
@@ -23,6 +24,9 @@ Run it alone:  ``python -m pytest tests/test_browser.py``
 Environment variables:
 
 * ``COURSE_BROWSER_LESSONS=01,03`` -- only these lessons (default: every lesson present);
+* ``COURSE_BROWSER_FOLDERS=solutions,notebooks`` -- which versions (default ``notebooks``: the
+  solution notebooks have the same cells and widgets, and nbval already runs every one of them in
+  full; running them here too took half of this test's time, a quarter of the suite's);
 * ``COURSE_BROWSER_CHROMIUM=/path/to/chromium`` -- the browser (default ``/usr/bin/chromium``);
 * ``COURSE_BROWSER_WORKERS=2`` -- notebooks run at once (one Lab, one browser, a page each);
 * ``COURSE_BROWSER_TIMEOUT=600`` -- seconds one notebook may take to run all its cells.
@@ -75,10 +79,12 @@ QUICK_NOTE = "quick setting"
 
 
 def _lessons():
-    """The notebooks to open: every lesson of solutions/ and notebooks/, or those COURSE_BROWSER_LESSONS names."""
+    """The notebooks to open: every lesson of the folders COURSE_BROWSER_FOLDERS names (notebooks/ by
+    default), or those of them COURSE_BROWSER_LESSONS names."""
     wanted = re.findall(r"\d+", os.environ.get("COURSE_BROWSER_LESSONS", ""))
+    folders = re.findall(r"solutions|notebooks", os.environ.get("COURSE_BROWSER_FOLDERS", "notebooks"))
     found = []
-    for folder in ("solutions", "notebooks"):
+    for folder in folders:
         for path in sorted((ROOT / folder).glob("[0-9][0-9]_*.ipynb")):
             if not wanted or any(path.name.startswith(f"{int(w):02d}_") for w in wanted):
                 found.append(f"{folder}/{path.name}")
