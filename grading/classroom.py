@@ -18,7 +18,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 
-from tqdm.auto import tqdm
+from tqdm.std import tqdm  # the text bar: never a notebook widget (utils.progress says why)
 
 from grading import sandbox
 from grading.capacity import default_jobs

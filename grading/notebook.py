@@ -16,7 +16,6 @@ from grading.planning import ROOT, Step, course_ids, plan, title
 from grading.reading import lesson_of, read_notebook
 from utils.exercises import LessonError
 
-STATUSES = ("pass", "fail", "not attempted")
 _LOST = {"timeout": "it did not finish within {limit:.0f} s (an endless loop?)",
          "died": "it stopped the Python process (os._exit, or a crash)"}
 _CHECK_LOST = {"timeout": "checking your code did not finish within {limit:.0f} s: is there an endless loop?",

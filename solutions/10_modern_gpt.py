@@ -130,12 +130,9 @@ from utils.modern_gpt import (
     make_feed_forward,
     make_norm,
 )
+from utils.modern import kv_cache_bytes
 from utils.plots import PALETTE
-
-
-def count(module: nn.Module) -> int:
-    """Parameters of a module (a tied Parameter counted once)."""
-    return sum(p.numel() for p in module.parameters())
+from utils.training import count_parameters
 
 
 # %% [markdown]
@@ -216,7 +213,7 @@ ln, rms = nn.LayerNorm(64), RMSNorm(64)
 for name, layer in (("LayerNorm", ln), ("RMSNorm", rms)):
     y = layer(x)
     print(
-        f"{name:>9}: {count(layer)} parameters, output {tuple(y.shape)}, mean of the features "
+        f"{name:>9}: {count_parameters(layer)} parameters, output {tuple(y.shape)}, mean of the features "
         f"{utils.measured(y.mean().item(), '.2f')}, root mean square {utils.measured(y.pow(2).mean().sqrt().item(), '.2f')}"
     )
 
@@ -241,12 +238,12 @@ swiglu = make_feed_forward(BASE.with_(swiglu=True))
 relu = make_feed_forward(BASE)
 x = torch.randn(2, 5, 64, generator=g)
 print(
-    f"ReLU:   {type(relu).__name__}, hidden {relu.linear1.out_features}, {count(relu):,} parameters, "
+    f"ReLU:   {type(relu).__name__}, hidden {relu.linear1.out_features}, {count_parameters(relu):,} parameters, "
     f"output {tuple(relu(x).shape)}"
 )
 print(
-    f"SwiGLU: {type(swiglu).__name__}, hidden {swiglu.gate_proj.out_features}, {count(swiglu):,} parameters, "
-    f"output {tuple(swiglu(x).shape)} ({count(swiglu) / count(relu):.1%} of ReLU's)"
+    f"SwiGLU: {type(swiglu).__name__}, hidden {swiglu.gate_proj.out_features}, {count_parameters(swiglu):,} parameters, "
+    f"output {tuple(swiglu(x).shape)} ({count_parameters(swiglu) / count_parameters(relu):.1%} of ReLU's)"
 )
 
 # %% [markdown]
@@ -282,7 +279,7 @@ for config in (BASE, BASE.with_(rope=True, num_kv_heads=2)):
     out, (k, v) = attn(x, torch.arange(10))
     print(
         f"rope={config.rope!s:<5} g = {config.kv_heads}: q_proj {tuple(attn.q_proj.weight.shape)}, k_proj "
-        f"{tuple(attn.k_proj.weight.shape)}, {count(attn):,} parameters; output {tuple(out.shape)}, "
+        f"{tuple(attn.k_proj.weight.shape)}, {count_parameters(attn):,} parameters; output {tuple(out.shape)}, "
         f"keys and values for the cache {tuple(k.shape)} each"
     )
 model_learned, model_rope = ModernGPT(BASE), ModernGPT(BASE.with_(rope=True))
@@ -432,14 +429,14 @@ ids = corpus.val[: 4 * 64].view(4, 64)
 with torch.no_grad():
     gap = (modern(ids) - gpt08(ids)).abs().max().item()
 print(
-    f"parameters: lesson 08's GPT {utils.measured(count(gpt08), '.0f')}, ModernGPT with every piece off "
-    f"{utils.measured(count(modern), '.0f')}, equal: {count(gpt08) == count(modern)}"
+    f"parameters: lesson 08's GPT {utils.measured(count_parameters(gpt08), '.0f')}, ModernGPT with every piece off "
+    f"{utils.measured(count_parameters(modern), '.0f')}, equal: {count_parameters(gpt08) == count_parameters(modern)}"
 )
 print(
     f"max |ModernGPT - lesson 08's GPT| over the logits of 4 windows < 1e-4: {gap < 1e-4}"
 )
 utils.claim(
-    gap < 1e-4 and count(gpt08) == count(modern),
+    gap < 1e-4 and count_parameters(gpt08) == count_parameters(modern),
     "with every piece off, the modern model is lesson 08's GPT: "
     "the same parameters, the same logits given the same weights",
     needs_training=False,
@@ -555,7 +552,9 @@ def cache_at(config, n):
     """Bytes of one sequence's KV cache after n tokens, or None where the model cannot read n tokens."""
     if not config.rope and n > config.block_size:
         return None
-    return kv_bytes_per_token(config) * min(n, config.window or n)
+    return kv_cache_bytes(
+        config.num_layers, config.kv_heads, config.d_head, n, 4, window=config.window
+    )
 
 
 pairs = (
@@ -580,7 +579,7 @@ for i, name in enumerate(ROWS):
     delta = utils.measured(bits[name] - bits[ROWS[i - 1]], "+.3f") if i else ""
     at_long = cache_at(configs[name], LONG_N)
     print(
-        f"{name:<17}{utils.measured(count(models[name]), '.0f'):>11}{utils.measured(bits[name], '.3f'):>15}"
+        f"{name:<17}{utils.measured(count_parameters(models[name]), '.0f'):>11}{utils.measured(bits[name], '.3f'):>15}"
         f"{delta:>14}{kv_bytes_per_token(configs[name]):>12,} B{(cost.format_bytes(at_long) if at_long else 'cannot run'):>16}"
         f"{utils.measured(speed[name], '.0f'):>10}{utils.measured(speed[name] / speed[ROWS[0]], '.2f'):>7}"
     )
@@ -596,27 +595,33 @@ print(
 utils.claim(
     max(bits[FULL] - bits[ROWS[0]], seed1[FULL] - seed1[ROWS[0]]) < -0.3,
     "with both seeds, the full modern model beats lesson 08's GPT by more than 0.3 bits per character",
+    budget=STEPS,
 )
 utils.claim(
     abs(bits["+ RMSNorm"] - bits[ROWS[0]]) < max(0.05, spread),
     "RMSNorm changes the loss by less than the spread over seeds: a null result",
+    budget=STEPS,
 )
 utils.claim(
     bits["+ SwiGLU"] < bits["+ RMSNorm"],
     "SwiGLU lowers the loss (by how much, compare with the spread)",
+    budget=STEPS,
 )
 utils.claim(
     bits["+ RoPE"] < bits["+ SwiGLU"] - max(0.2, 2 * spread),
     "RoPE buys the most: over 0.2 bits per character, and over twice the spread over seeds",
+    budget=STEPS,
 )
 utils.claim(
     bits["+ GQA (g = 2)"] - bits["+ RoPE"] < max(0.1, spread),
     "GQA halves the KV cache for a small cost, if any: less than 0.1 bits per character, or the spread",
+    budget=STEPS,
 )
 utils.claim(
     bits[FULL] - bits["+ GQA (g = 2)"] < 0.05,
     "the window costs nothing measurable (less than 0.05 bits per "
     "character) at this context length",
+    budget=STEPS,
 )
 utils.claim(
     speed[FULL] < 0.9 * speed[ROWS[0]] and speed["+ RMSNorm"] < 1.02 * speed[ROWS[0]],
@@ -625,7 +630,10 @@ utils.claim(
     needs_training=False,
 )
 utils.claim(
-    all(count(models[name]) / count(models[ROWS[0]]) > 0.85 for name in ROWS),
+    all(
+        count_parameters(models[name]) / count_parameters(models[ROWS[0]]) > 0.85
+        for name in ROWS
+    ),
     "the parameters stay comparable: every model has at least 85% of lesson 08's",
     needs_training=False,
 )
@@ -769,6 +777,7 @@ utils.claim(
     beyond[FULL] < within[FULL] + 0.05,
     "with the window, the model reads texts four times longer than it was "
     "trained on as well as the trained length (the loss beyond position 64 is no more than 0.05 bits higher)",
+    budget=STEPS,
 )
 near, far = (
     per_position[NO_WINDOW][a:b].mean().item() for a, b in ((64, 128), (192, 256))
@@ -780,6 +789,7 @@ utils.claim(
     beyond[NO_WINDOW] > within[NO_WINDOW] + 0.15 and far > near + 0.2,
     "with RoPE alone, the loss beyond the "
     "trained length is markedly worse (over 0.15 bits per character), and the further out, the worse",
+    budget=STEPS,
 )
 
 # %%
@@ -1010,7 +1020,7 @@ def render(
         ), {"row": None, "generated": 0, "bits": None}
     model, config = models[row], configs[row]
     cells = (
-        f"<tr><th>model</th><td>{html.escape(row)}</td></tr><tr><th>parameters</th><td>{count(model):,}</td></tr>"
+        f"<tr><th>model</th><td>{html.escape(row)}</td></tr><tr><th>parameters</th><td>{count_parameters(model):,}</td></tr>"
         f"<tr><th>validation bits per character</th><td>{bits[row]:.3f}</td></tr>"
         f"<tr><th>KV cache per token</th><td>{kv_bytes_per_token(config):,} bytes</td></tr>"
         f"<tr><th>KV cache at {LONG_N} tokens</th><td>{cost.format_bytes(cache_at(config, LONG_N)) if cache_at(config, LONG_N) else 'cannot run'}</td></tr>"

@@ -1,4 +1,4 @@
-"""Right answers to the exercises of lessons 08 and 09, written in other styles than the course's references
+"""Right answers to the exercises of lessons 08, 09 and 10, written in other styles than the course's references
 (other names, a registered buffer, 0-d tensors, tiles of queries and keys, inverse-CDF sampling, ...).
 
 ``filled(lesson)`` gives the lesson's solution notebook with each exercise cell replaced by its answer here:
@@ -117,6 +117,38 @@ def sliding_window_mask(n, window, device=None):
     """The causal lower triangle, minus the triangle that lies window or more positions back."""
     ones = torch.ones(n, n, dtype=torch.bool, device=device)
     return ones.tril() & ~ones.tril(-window)
+''',
+    },
+    "10_modern_gpt": {
+        "def rms_norm(x,": '''
+def rms_norm(x, weight, eps=1e-6):
+    """The root mean square as a norm, divided by sqrt(D): the same number."""
+    D = x.shape[-1]
+    rms = torch.sqrt(torch.linalg.vector_norm(x, dim=-1, keepdim=True) ** 2 / D + eps)
+    return weight * (x / rms)
+''',
+        "def rolling_cache(cache,": '''
+def rolling_cache(cache, new, window):
+    """narrow instead of a slice, the None case written out."""
+    if cache is not None:
+        new = torch.cat((cache, new), dim=-2)
+    keep = min(window, new.shape[2])
+    return new.narrow(2, new.shape[2] - keep, keep)
+''',
+        "class ModernBlock(nn.Module):": '''
+class ModernBlock(nn.Module):
+    """Other local names, the residuals written with torch.add, a (k, v) list."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.norm1, self.norm2 = make_norm(config), make_norm(config)
+        self.self_attn = CausalSelfAttention(config)
+        self.ff = make_feed_forward(config)
+
+    def forward(self, x, positions, cache=None):
+        attended, (keys, values) = self.self_attn(self.norm1(x), positions, cache)
+        h = torch.add(x, attended)
+        return torch.add(h, self.ff(self.norm2(h))), [keys, values]
 ''',
     },
 }

@@ -717,7 +717,7 @@ def test_an_unfilled_notebook_must_show_what_the_exercise_test_asserts():
     """The notes that tests/test_exercise_notebooks.py leaves to this test are looked for (no browser needed)."""
     source = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("utils.check('03.1', f)\nf = utils.use('03.1', f)")])
     shown = {"code": True, "prompt": "[1]:", "stderr": [], "widgets": [{"visible": True, "text": "", "rendered": True, "failed": False}]}
-    full = {"cells": [shown], "text": f"… {NOT_ATTEMPTED}. ✔ {FALLBACK_NOTE}. … {QUICK_NOTE}, claim not asserted"}
+    full = {"cells": [shown], "text": f"… {NOT_ATTEMPTED}. ✔ {FALLBACK_NOTE}. {QUICK_NOTE}: smaller training budgets"}
     assert _problems(source, full, "notebooks/03_x.ipynb") == []
     for missing in (NOT_ATTEMPTED, FALLBACK_NOTE, QUICK_NOTE):
         snap = {**full, "text": full["text"].replace(missing, "")}

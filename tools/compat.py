@@ -40,6 +40,9 @@ import sys
 import time
 from pathlib import Path
 
+from utils import versions as _versions  # the supported range: its libraries are what a stack pins
+from utils.runtime import CLAIM_HOLDS, NOT_CHECKED  # what utils.claim prints: counted in each run
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "benchmarks" / "compat.json"
 OUT = ROOT / "benchmarks" / "compat.md"
@@ -47,7 +50,7 @@ CACHE = Path(os.environ.get("COURSE_COMPAT_DIR", Path.home() / ".cache" / "atten
 KERNEL = "course-compat"  # the kernelspec each environment gets, so that no other Python can be picked
 
 # The libraries a lesson imports (utils/versions.py checks them) and those that run a notebook.
-LIBRARIES = ("torch", "numpy", "matplotlib", "ipywidgets", "ipython", "ipykernel", "tqdm")
+LIBRARIES = tuple(name for name in _versions.SUPPORTED if name != "python")
 DRIVER = ("nbclient", "nbformat", "jupyter_client", "traitlets", "matplotlib-inline")
 
 # Colab's runtime, as googlecolab/backend-info's pip-freeze.gpu.txt lists it (see SOURCES below).
@@ -57,7 +60,7 @@ COLAB_2026_06 = {"torch": "2.11.0", "numpy": "2.0.2", "matplotlib": "3.10.0", "i
 COLAB_2026_02 = {**COLAB_2026_06, "torch": "2.10.0", "matplotlib-inline": "0.2.1"}
 
 
-def _requirements_txt(part: str = "learners") -> dict:
+def requirement_pins(part: str = "learners") -> dict:
     """{name: version} of requirements.txt's learners' part (or all of it with ``part=None``)."""
     pins, section = {}, None
     for raw in (ROOT / "requirements.txt").read_text().splitlines():
@@ -94,8 +97,8 @@ def _exact(pins: dict) -> dict:
 
 def stacks() -> dict:
     """Every stack: name -> {"about": ..., "pins": {pip name: specifier ('' for the newest)}}."""
-    pinned = _requirements_txt()
-    authors = _requirements_txt(None)
+    pinned = requirement_pins()
+    authors = requirement_pins(None)
     return {
         "colab": {"about": "Colab's runtime (googlecolab/backend-info, about 2026-06): torch 2.11 (PyPI's CUDA build), "
                            "IPython 7.34, ipywidgets 7.7.1, numpy 2.0.2, matplotlib 3.10.0",
@@ -187,7 +190,7 @@ def summarize(nb, quick: bool) -> dict:
         for out in cell.get("outputs", []):
             texts.append(out.get("text", "") + str(out.get("data", {}).get("text/plain", "")))
     text = "\n".join(texts)
-    found = {"claims": text.count("✔ claim holds"), "claims_not_asserted": text.count("claim not asserted")}
+    found = {"claims": text.count(CLAIM_HOLDS), "claims_not_asserted": text.count(NOT_CHECKED)}
     lines = text.splitlines()
     if "The course supports " in text:  # the setup cell's version check spoke (utils/versions.py)
         at = next(i for i, line in enumerate(lines) if line.startswith("The course supports "))
@@ -318,7 +321,7 @@ def run_scripts(selected, device: str | None, timeout: int = 900) -> dict:
             out, rc = (err.stdout or b"").decode() if isinstance(err.stdout, bytes) else (err.stdout or ""), 124
         last = [line for line in out.splitlines() if re.search(r"Error|claims:", line)][-1:] if rc else []
         return (f"{path.name[:2]} {'quick' if quick else 'full'} rc={rc} {time.perf_counter() - start:.0f}s "
-                f"held={out.count('✔ claim holds')} notasserted={out.count('claim not asserted')} last={''.join(last)[:300]}")
+                f"held={out.count(CLAIM_HOLDS)} notasserted={out.count(NOT_CHECKED)} last={''.join(last)[:300]}")
 
     paths = [next((ROOT / "solutions").glob(f"{n}_*.py")) for n in lessons(selected)]
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:

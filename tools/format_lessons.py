@@ -32,6 +32,7 @@ import sys
 import tempfile
 import textwrap
 import tokenize
+import tomllib
 from pathlib import Path
 
 import jupytext
@@ -39,7 +40,7 @@ import nbformat
 
 from tools.make_exercises import ROOT, main as make_exercises, stable_cell_ids
 
-LINE_LENGTH = 88  # as pyproject.toml's [tool.ruff] line-length (a test checks they agree)
+LINE_LENGTH = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["ruff"]["line-length"]
 SETUP_CELL = "def fetch_course"  # the setup cell every lesson opens with (tools.retarget.setup_cell)
 
 

@@ -43,7 +43,7 @@ from pathlib import Path
 
 import nbformat
 
-from grading.ids import CHECK_CALL, answer_grade_id, check_grade_id, checked_ids, exercise_of_answer  # noqa: F401 -- CHECK_CALL: tools.build_site
+from grading.ids import answer_grade_id, check_grade_id, checked_ids, exercise_of_answer
 
 ROOT = Path(__file__).resolve().parent.parent
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"

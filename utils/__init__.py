@@ -2,13 +2,18 @@
 
 One module per concern:
 
-* :mod:`utils.data`      -- the generated tasks (symbol sequences, dates), vocabularies, batches
+* :mod:`utils.data`      -- the generated tasks (symbol sequences, dates, the standard library's text), batches
 * :mod:`utils.training`  -- the training loop, evaluation by length, parameter counts
+* :mod:`utils.progress`  -- progress bars that leave one summary line
 * :mod:`utils.plots`     -- figures in one colour-blind-safe style
 * :mod:`utils.widgets`   -- the interactive widgets
 * :mod:`utils.exercises` -- ``check``, ``hint``, ``solution``, ``use``
 * :mod:`utils.runtime`   -- device, seeds, the quick setting, claims
-* :mod:`utils.rnn`, :mod:`utils.attention`, :mod:`utils.transformer` -- the reference models
+* :mod:`utils.versions`  -- the library versions the lessons support (read by every setup cell)
+* :mod:`utils.cost`      -- FLOP and memory counts, timing
+* :mod:`utils.rnn`, :mod:`utils.attention`, :mod:`utils.transformer`, :mod:`utils.gpt`, :mod:`utils.modern`,
+  :mod:`utils.modern_gpt` -- the reference models, lesson by lesson
+* :mod:`utils.integrity` -- what the grader (``python -m grading``) runs inside a learner's kernel
 """
 import os as _os
 import sys as _sys

@@ -288,6 +288,9 @@ def train_lm(model: nn.Module, get_batch, *, steps: int, lr: float = 3e-3, warmu
              seed: int = 0, desc: str = "training", loss_fn=None, clip: float = 1.0):
     """Train a language model on ``get_batch(generator) -> tokens (B, T)`` with AdamW and :func:`learning_rate`.
 
+    It trains where the model is (lessons 08 and 10 keep theirs on the CPU, whatever ``COURSE_DEVICE``
+    says: their models are small, and a ``get_batch`` may evaluate the model on CPU tensors as it goes).
+
     Shows a progress bar with the loss (one summary line when done); returns a :class:`utils.training.History` (loss in nats per step).
     ``loss_fn(logits, tokens)`` defaults to :func:`next_token_loss`.
     """

@@ -9,7 +9,7 @@ The pieces, each against its lesson-08 counterpart:
 * RoPE (lesson 09's :func:`~utils.modern.apply_rope`) inside every attention layer instead of learned
   position embeddings added at the bottom;
 * grouped-query attention (lesson 09): ``num_kv_heads`` key/value heads for ``num_heads`` query heads;
-* a sliding window (lesson 09's :func:`~utils.modern.sliding_window_mask`) in every layer, and for
+* a sliding window (lesson 09's, as one boolean mask with the causal one: :func:`attention_mask`) in every layer, and for
   generation a **rolling KV cache** (:func:`rolling_cache`, 10.2) that keeps the last ``window`` positions.
 
 :class:`ModernBlock` (10.3) assembles them; :class:`ModernGPT` stacks it. With every piece off, a
@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from utils.attention import merge_heads, split_heads
 from utils.gpt import init_weights, sample_next
-from utils.modern import apply_rope
+from utils.modern import apply_rope, kv_cache_bytes
 from utils.transformer import FeedForward
 
 
@@ -290,7 +290,7 @@ def cache_bytes(caches) -> int:
 
 def kv_bytes_per_token(config: ModernConfig, bytes_per_element: int = 4) -> int:
     """Bytes one token adds to the KV cache: keys and values, every layer, g heads of d_head (float32)."""
-    return 2 * config.num_layers * config.kv_heads * config.d_head * bytes_per_element
+    return kv_cache_bytes(config.num_layers, config.kv_heads, config.d_head, 1, bytes_per_element)
 
 
 @torch.no_grad()

@@ -21,14 +21,15 @@ QUICK = os.environ.get("COURSE_QUICK", "0") not in ("", "0", "false", "False")
 
 
 def device() -> torch.device:
-    """Where the lessons train: the CPU, unless ``$COURSE_DEVICE`` names another device (``cuda``, ``cuda:1``).
+    """Where :func:`utils.training.train` trains: the CPU, unless ``$COURSE_DEVICE`` names another device
+    (``cuda``, ``cuda:1``).
 
     The CPU even where a GPU exists, because every claim of every lesson was calibrated and is tested
-    on the CPU, and on CUDA lessons 02, 06 and 07 still stop at a tensor left on the CPU
-    (benchmarks/compat.md records the CUDA run and says how to make one). ``COURSE_DEVICE=cuda`` opts
-    in: training then runs on the GPU and its numbers differ in their last digits. The timing
-    experiments (lessons 04, 05 and 09) measure on the CPU whatever this says. The course never needs
-    a GPU.
+    on the CPU, and no GPU run has yet confirmed every lesson (benchmarks/compat.md records the one
+    CUDA run and says how to make another). ``COURSE_DEVICE=cuda`` opts in: ``train`` then runs on
+    the GPU and hands the model back to the CPU, and its numbers differ in their last digits. Lessons
+    08 and 10 train their language models where the model is (the CPU), and the timing experiments
+    (lessons 04, 05 and 09) measure on the CPU, whatever this says. The course never needs a GPU.
     """
     name = os.environ.get("COURSE_DEVICE", "").strip() or "cpu"
     try:
@@ -88,6 +89,10 @@ def budget(full, quick, unit: str = "steps"):
     return Budget(value, full=full, unit=unit) if whole(full) and whole(quick) else value
 
 
+CLAIM_HOLDS = "✔ claim holds"  # what claim() prints; tools.compat and the tests count these two
+NOT_CHECKED = "… not checked in the quick setting"
+
+
 def claim(holds: bool, statement: str, *, needs_training: bool = True, budget=None) -> None:
     """Assert a claim the lesson's text makes, and say so.
 
@@ -106,10 +111,10 @@ def claim(holds: bool, statement: str, *, needs_training: bool = True, budget=No
             ran = f"{budget[0]} of {budget[1]} steps"
         else:
             ran = "a shorter run than the full one"
-        print(f"… not checked in the quick setting ({ran}): {statement}")
+        print(f"{NOT_CHECKED} ({ran}): {statement}")
         return
     if bool(holds):
-        print(f"✔ claim holds: {statement}")
+        print(f"{CLAIM_HOLDS}: {statement}")
         return
     exercises = sys.modules.get("utils.exercises")  # not imported here: utils.exercises imports this module
     note = exercises.learner_note() if exercises is not None else ""  # names the learner's code in use, if any

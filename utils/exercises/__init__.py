@@ -18,7 +18,9 @@ One module per job:
 * :mod:`~utils.exercises.diagnosis` -- the learner's own line, and "not attempted" (the skeleton still raises)
 * :mod:`~utils.exercises.rendering` -- the verdict (:class:`CheckResult`), hints and solutions as shown
 * :mod:`~utils.exercises.fallback`  -- ``use``: the learner's code once it passes, else the reference
-* :mod:`~utils.exercises.checking`  -- the helpers a lesson's checker uses to name a mistake
+* :mod:`~utils.exercises.checking`  -- the helpers a lesson's checker uses to name a mistake, and the guard that
+  keeps a candidate's inputs unchanged (``inputs_kept``)
+* :mod:`~utils.exercises.decoding`  -- the greedy-decoding mistakes lessons 01 and 07 share
 
 "Not attempted" means the learner's own skeleton still raises ``NotImplementedError``: every
 part of the exercise (``parts``) still has the skeleton's body. A half-done answer, or a
@@ -31,8 +33,6 @@ from utils.exercises.checking import CheckMemory, CheckTimeout, Guard, Mistake
 from utils.exercises.fallback import learner_note, use
 from utils.exercises.registry import Exercise, LessonError, all_ids, exercise, get, lesson_ids, lessons
 from utils.exercises.rendering import CheckResult, hint, reference_source, solution
-from utils.exercises.running import MEMORY_LIMIT_MB, TIME_LIMIT_S, check
-
-LESSONS = lessons()  # every lesson with a checks module (utils/exercises/lessonNN.py), found when imported
+from utils.exercises.running import check
 
 __all__ = ["check", "hint", "solution", "use", "CheckResult", "Exercise", "exercise", "get", "all_ids"]

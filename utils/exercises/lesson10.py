@@ -97,7 +97,6 @@ def check_rms_norm(candidate):
     for x, eps, positional in _rms_cases(g):
         D = x.shape[-1]
         weight = 1 + 0.5 * torch.randn(D, generator=g)
-        x0, w0 = x.clone(), weight.clone()
         what = f"rms_norm(x {tuple(x.shape)}, weight ({D},)" + (")" if eps is None else f", eps={eps:g})")
         try:
             got = candidate(x, weight) if eps is None else (candidate(x, weight, eps) if positional else candidate(x, weight, eps=eps))
@@ -106,7 +105,6 @@ def check_rms_norm(candidate):
                 raise
             raise Mistake(f"{what} failed: {str(err).rstrip('.')}. The mean over the features must keep its dimension, "
                           "`.mean(dim=-1, keepdim=True)` (..., 1), so that it broadcasts against x (..., D).") from None
-        expect(torch.equal(x, x0) and torch.equal(weight, w0), "rms_norm changed x or weight in place; return a new tensor.")
         expect_shape(got, x.shape, what, "The output has the input's shape: one normalised vector per position.")
         expect_finite(got, what)
         e = 1e-6 if eps is None else eps
@@ -179,8 +177,6 @@ def check_rolling_cache(candidate):
     for B, g, S, n, d, w in _rolling_cases():
         cache = None if S is None else _positions(B, g, S, d)
         new = _positions(B, g, n, d, start=S or 0)
-        before = None if cache is None else cache.clone()
-        new_before = new.clone()
         what = f"rolling_cache({'None' if S is None else f'cache (B={B}, g={g}, S={S}, d={d})'}, new (n={n}), window={w})"
         try:
             got = candidate(cache, new, w)
@@ -189,8 +185,6 @@ def check_rolling_cache(candidate):
                 raise
             raise Mistake(f"{what} failed: {str(err).rstrip('.')}. Concatenate along dim 2, the positions: (B, g, S, d) and "
                           "(B, g, n, d) make (B, g, S + n, d).") from None
-        expect((cache is None or torch.equal(cache, before)) and torch.equal(new, new_before),
-               "rolling_cache changed its inputs in place: return a new tensor (the model still reads them).")
         expect_tensor(got, what)
         total = (S or 0) + n
         want_len = min(w, total)
@@ -340,9 +334,7 @@ def check_modern_block(Candidate):
         B, n, D = 2, 7, config.d_model
         x = torch.randn(B, n, D, generator=g)
         positions = torch.arange(n)
-        x0 = x.clone()
         out = cand(x, positions)
-        expect(torch.equal(x, x0), "Your block changed its input x in place: write x = x + ..., not x += ... .")
         expect(isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], (tuple, list)) and len(out[1]) == 2,
                "forward should return a pair (x, kv): the block's output and the (k, v) that self.self_attn returned, "
                "for the cache.")
