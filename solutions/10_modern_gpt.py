@@ -429,8 +429,8 @@ ids = corpus.val[: 4 * 64].view(4, 64)
 with torch.no_grad():
     gap = (modern(ids) - gpt08(ids)).abs().max().item()
 print(
-    f"parameters: lesson 08's GPT {utils.measured(count_parameters(gpt08), '.0f')}, ModernGPT with every piece off "
-    f"{utils.measured(count_parameters(modern), '.0f')}, equal: {count_parameters(gpt08) == count_parameters(modern)}"
+    f"parameters: lesson 08's GPT {count_parameters(gpt08):,}, ModernGPT with every piece off "
+    f"{count_parameters(modern):,}, equal: {count_parameters(gpt08) == count_parameters(modern)}"
 )
 print(
     f"max |ModernGPT - lesson 08's GPT| over the logits of 4 windows < 1e-4: {gap < 1e-4}"
@@ -579,7 +579,7 @@ for i, name in enumerate(ROWS):
     delta = utils.measured(bits[name] - bits[ROWS[i - 1]], "+.3f") if i else ""
     at_long = cache_at(configs[name], LONG_N)
     print(
-        f"{name:<17}{utils.measured(count_parameters(models[name]), '.0f'):>11}{utils.measured(bits[name], '.3f'):>15}"
+        f"{name:<17}{count_parameters(models[name]):>11,}{utils.measured(bits[name], '.3f'):>15}"
         f"{delta:>14}{kv_bytes_per_token(configs[name]):>12,} B{(cost.format_bytes(at_long) if at_long else 'cannot run'):>16}"
         f"{utils.measured(speed[name], '.0f'):>10}{utils.measured(speed[name] / speed[ROWS[0]], '.2f'):>7}"
     )
