@@ -202,7 +202,7 @@ async def inspect_pages(folder: Path, pages: list[str], chromium: str, shots: Pa
                         if shot:
                             await page.screenshot(path=f"{shot}.png", timeout=15_000)
                         await page.set_viewport_size(PHONE)
-                        await page.wait_for_timeout(100)  # the layout for the narrow screen
+                        await page.wait_for_timeout(400)  # the layout for the narrow screen (the sidebar slides out)
                         seen["phoneWidth"] = await page.evaluate(PAGE_WIDTH_JS)
                         if shot:
                             await page.screenshot(path=f"{shot}-phone.png", timeout=15_000)
