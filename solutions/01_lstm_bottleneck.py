@@ -465,8 +465,9 @@ explorer
 # The same view, without the widget, for one short and one long example:
 
 # %%
-# NBVAL_IGNORE_OUTPUT (which tokens a trained model writes can change with the CPU: the
-# cell asserts what it shows)
+# NBVAL_IGNORE_OUTPUT
+# (which tokens a trained model writes can change with the CPU: the cell asserts what it
+# shows)
 from IPython.display import HTML, display
 
 errors = {}

@@ -689,8 +689,9 @@ explorer
 # The same view, without the widget: the first output tokens of one date.
 
 # %%
-# NBVAL_IGNORE_OUTPUT (which tokens a trained model writes can change with the CPU; what
-# render shows is asserted below)
+# NBVAL_IGNORE_OUTPUT
+# (which tokens a trained model writes can change with the CPU; what render shows is
+# asserted below)
 for step in range(4):
     _, (out_token, in_token, weight) = render("dates", 0, step)
     print(

@@ -950,8 +950,9 @@ widgets.interactive(show, text=text_box, step=step_slider)
 # The same view without the widget, and what it says to input it cannot read:
 
 # %%
-# NBVAL_IGNORE_OUTPUT (where a trained model's heads look can change with the CPU: the
-# cell asserts what it shows)
+# NBVAL_IGNORE_OUTPUT
+# (where a trained model's heads look can change with the CPU: the cell asserts what it
+# shows)
 page, weights = render_date("3rd of March 1987", 3)
 display(HTML(page))
 print("attention rows (layers x heads, input characters):", tuple(weights.shape))

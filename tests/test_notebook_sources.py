@@ -2,6 +2,7 @@
 solution code shown in a lesson is exactly the reference that the checks and fallbacks use."""
 import ast
 import inspect
+import re
 import textwrap
 from pathlib import Path
 
@@ -70,6 +71,21 @@ def test_solution_cells_equal_the_references_and_every_exercise_is_checked(path)
             want = _definitions(textwrap.dedent(inspect.getsource(ref)))[ref.__name__]
             assert ast.dump(shown[ref.__name__]) == ast.dump(want), (
                 f"{path.name}: the solution of `{ref.__name__}` differs from the reference in utils")
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=LESSON_IDS)
+def test_nbval_markers_are_alone_on_their_lines(path):
+    """nbval obeys ``# NBVAL_IGNORE_OUTPUT`` only as the whole comment: with a reason after it on the
+    same line the marker does nothing, and the cell's output is compared exactly after all."""
+    nb = nbformat.read(path, as_version=4)
+    bad = [
+        f"cell {i}: {line.strip()!r}"
+        for i, cell in enumerate(nb.cells)
+        if cell.cell_type == "code"
+        for line in cell.source.splitlines()
+        if re.match(r"\s*#+\s*(NBVAL|PYTEST_VALIDATE)_[A-Z_]+\s*\S", line) and not re.fullmatch(r"\s*#+\s*(NBVAL|PYTEST_VALIDATE)_[A-Z_]+\s*", line)
+    ]
+    assert not bad, "a marker with more text on its line (put the reason on the next line): " + "; ".join(bad)
 
 
 def test_strip_solutions_keeps_indentation_and_signature():

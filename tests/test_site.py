@@ -377,6 +377,18 @@ def test_lessons_code_is_formatted():
     assert not changed, "not formatted (python -m tools.format_lessons): " + ", ".join(p.name for p in changed)
 
 
+def test_the_formatter_never_joins_a_marker_to_its_reason():
+    """A long reason under ``# NBVAL_IGNORE_OUTPUT`` is rewrapped, the marker stays alone (nbval reads
+    only a whole-line marker); solution delimiters too."""
+    from tools.format_lessons import comments_on_their_own_lines
+
+    reason = "# (which tokens a trained model writes can change with the CPU: the cell asserts what it shows)"
+    source = f"# NBVAL_IGNORE_OUTPUT\n{reason}\nx = 1\n    ### BEGIN SOLUTION\n    ### and a comment\n"
+    out = comments_on_their_own_lines(source, limit=60).split("\n")
+    assert out[0] == "# NBVAL_IGNORE_OUTPUT" and len(out[1]) <= 60 and out[1].startswith("# (which"), out
+    assert "    ### BEGIN SOLUTION" in out and "    ### and a comment" in out, out
+
+
 def progress_remnants(nb) -> list[str]:
     """What a finished progress bar left in a stored notebook: tqdm's text, a widget bar, a carriage-return stream."""
     state = nb.metadata.get("widgets", {}).get(build_site.WIDGET_STATE, {}).get("state", {})

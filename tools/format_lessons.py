@@ -41,6 +41,9 @@ import nbformat
 from tools.make_exercises import ROOT, main as make_exercises, stable_cell_ids
 
 LINE_LENGTH = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["ruff"]["line-length"]
+# Comments that tools read as a whole line (nbval's markers, nbgrader's solution delimiters): a
+# marker followed by more words is no marker to nbval, so such a line is never joined to the next.
+MARKER = re.compile(r"(NBVAL|PYTEST_VALIDATE)_[A-Z_]+|(BEGIN|END) [A-Z ]+")
 SETUP_CELL = "def fetch_course"  # the setup cell every lesson opens with (tools.retarget.setup_cell)
 
 
@@ -76,6 +79,10 @@ def comments_on_their_own_lines(source: str, limit: int = LINE_LENGTH) -> str:
         prefix = re.match(r"#+ ?", c.string).group(0)
         return lines[i][:c.start[1]], prefix, c.string[len(prefix):].strip()
 
+    def prose(i):  # a comment alone on line i that may join a paragraph (a marker never does)
+        alone = own_line(i)
+        return alone if alone and alone[2] and not MARKER.fullmatch(alone[2]) else None
+
     out, i = [], 0
     while i < len(lines):
         line, comment = lines[i], comments.get(i)
@@ -83,12 +90,16 @@ def comments_on_their_own_lines(source: str, limit: int = LINE_LENGTH) -> str:
             out.append(line)
             i += 1
             continue
-        alone = own_line(i)
+        alone = prose(i)
+        if own_line(i) and not alone:  # an empty comment, or a marker: its line as it is
+            out.append(line)
+            i += 1
+            continue
         if alone:  # a paragraph: this comment line and those after it with the same indent and prefix
             j = i + 1
-            while j < len(lines) and own_line(j) and own_line(j)[:2] == alone[:2] and own_line(j)[2]:
+            while j < len(lines) and prose(j) and prose(j)[:2] == alone[:2]:
                 j += 1
-            if max(len(x) for x in lines[i:j]) > limit and alone[2]:
+            if max(len(x) for x in lines[i:j]) > limit:
                 indent, prefix = alone[:2]
                 text = " ".join(own_line(k)[2] for k in range(i, j))
                 width = max(limit - len(indent) - len(prefix), 30)
