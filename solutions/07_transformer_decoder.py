@@ -800,22 +800,15 @@ def greedy_decode_cached(
 
 
 @torch.no_grad()
-def cache_gap(model, src, src_lengths, max_len: int) -> float:
+def cache_gap(model, src, src_lengths, cached) -> float:
     """Largest |logit with the cache - logit recomputed from the whole prefix| over every step.
 
-    Both read the same tokens, those the cached decoder fed itself: thanks to the causal mask, one
-    pass of ``model.decode`` over them gives every step's recomputed logits at once.
+    cached: the logits ``greedy_decode_cached(..., return_logits=True)`` returned, (B, L, V). Both read
+    the tokens the cached decoder fed itself; thanks to the causal mask, one pass of ``model.decode``
+    over them gives every step's recomputed logits at once.
     """
-    _, cached = greedy_decode_cached(
-        model, src, src_lengths, max_len, return_logits=True
-    )
-    fed = torch.cat(
-        [
-            torch.full_like(cached[:, :1, 0], SOS, dtype=torch.long),
-            cached.argmax(-1)[:, :-1],
-        ],
-        1,
-    )
+    sos = torch.full_like(cached[:, :1, 0], SOS, dtype=torch.long)  # (B, 1)
+    fed = torch.cat([sos, cached.argmax(-1)[:, :-1]], dim=1)  # (B, L)
     memory, src_mask = model.encode(src, src_lengths)
     return (model.decode(fed, memory, src_mask) - cached).abs().max().item()
 
@@ -832,19 +825,18 @@ def same_tokens(a, b):
 same, gaps = [], []
 for n in EVAL_LENGTHS:
     b = task.sample(100, torch.Generator().manual_seed(n), length=n)
+    ids, logits = greedy_decode_cached(
+        transformer, b.src, b.src_lengths, n + 3, return_logits=True
+    )
     same.append(
-        same_tokens(
-            greedy_decode_cached(transformer, b.src, b.src_lengths, n + 3),
-            greedy_decode(transformer, b.src, b.src_lengths, n + 3),
-        )
+        same_tokens(ids, greedy_decode(transformer, b.src, b.src_lengths, n + 3))
     )
-    gaps.append(cache_gap(transformer, b.src, b.src_lengths, n + 3))
-same.append(
-    same_tokens(
-        greedy_decode_cached(date_model, held_out.src, held_out.src_lengths, 12), pred
-    )
+    gaps.append(cache_gap(transformer, b.src, b.src_lengths, logits))
+ids, logits = greedy_decode_cached(
+    date_model, held_out.src, held_out.src_lengths, 12, return_logits=True
 )
-gaps.append(cache_gap(date_model, held_out.src, held_out.src_lengths, 12))
+same.append(same_tokens(ids, pred))
+gaps.append(cache_gap(date_model, held_out.src, held_out.src_lengths, logits))
 print(f"identical outputs: {sum(same)} of {len(same)} batches of 100 to 500 sequences")
 print(
     f"largest logit difference, cache vs recomputed, over every step < 1e-4: {max(gaps) < 1e-4}"

@@ -12,6 +12,7 @@ import pytest
 from jupytext.compare import compare_notebooks
 
 from grading.ids import checked_ids
+from tools.format_lessons import MARKER
 from tools.make_exercises import exercise_notebook, has_solution, render, strip_solutions
 from utils import exercises
 
@@ -78,13 +79,14 @@ def test_nbval_markers_are_alone_on_their_lines(path):
     """nbval obeys ``# NBVAL_IGNORE_OUTPUT`` only as the whole comment: with a reason after it on the
     same line the marker does nothing, and the cell's output is compared exactly after all."""
     nb = nbformat.read(path, as_version=4)
-    bad = [
-        f"cell {i}: {line.strip()!r}"
+    comments = [
+        (i, line.strip().lstrip("#").strip())
         for i, cell in enumerate(nb.cells)
         if cell.cell_type == "code"
         for line in cell.source.splitlines()
-        if re.match(r"\s*#+\s*(NBVAL|PYTEST_VALIDATE)_[A-Z_]+\s*\S", line) and not re.fullmatch(r"\s*#+\s*(NBVAL|PYTEST_VALIDATE)_[A-Z_]+\s*", line)
+        if line.strip().startswith("#")
     ]
+    bad = [f"cell {i}: {text!r}" for i, text in comments if re.match(r"(NBVAL|PYTEST_VALIDATE)_", text) and not MARKER.fullmatch(text)]
     assert not bad, "a marker with more text on its line (put the reason on the next line): " + "; ".join(bad)
 
 
